@@ -1,0 +1,103 @@
+"""Users, their licences, browser sessions and login throttles."""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+
+from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy.orm import Mapped, mapped_column, relationship
+
+from .. import clock
+from ..db import UTCDateTime
+from ..extensions import db
+from .states import AccountState
+
+
+def _new_sub() -> str:
+    return str(uuid.uuid4())
+
+
+class User(db.Model):
+    __tablename__ = "users"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sub: Mapped[str] = mapped_column(String(36), unique=True, default=_new_sub)
+    username: Mapped[str] = mapped_column(String(150))
+    username_key: Mapped[str] = mapped_column(String(150), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_key: Mapped[str] = mapped_column(String(320), unique=True)
+    name: Mapped[str] = mapped_column(String(200), default="")
+    password_hash: Mapped[str | None] = mapped_column(String(255))
+    state: Mapped[str] = mapped_column(String(32), default=AccountState.ACTIVE.value, index=True)
+    temp_password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    roles: Mapped[str] = mapped_column(String(200), default="")
+    totp_secret: Mapped[str | None] = mapped_column(String(64))
+    recovery_codes: Mapped[list] = mapped_column(JSON, default=list)
+    password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    licences: Mapped[list[Licence]] = relationship(back_populates="user",
+                                                   cascade="all, delete-orphan")
+
+    def get_user_id(self) -> str:
+        return self.sub
+
+    @property
+    def is_admin(self) -> bool:
+        return "admin" in self.roles.split()
+
+    @property
+    def mfa_enabled(self) -> bool:
+        return bool(self.totp_secret)
+
+    def __repr__(self) -> str:
+        return f"<User {self.username}>"
+
+
+class Licence(db.Model):
+    """A user's right to use a client that requires a licence."""
+
+    __tablename__ = "licences"
+    __table_args__ = (UniqueConstraint("user_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+    user: Mapped[User] = relationship(back_populates="licences")
+
+
+class BrowserSession(db.Model):
+    """The server-side record of a sign-in at the issuer; the cookie holds only its id."""
+
+    __tablename__ = "browser_sessions"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_seen_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    user_agent: Mapped[str] = mapped_column(String(300), default="")
+    ip: Mapped[str | None] = mapped_column(String(64))
+
+    user: Mapped[User] = relationship()
+
+    def is_live(self, now: datetime) -> bool:
+        return self.revoked_at is None and now < self.expires_at
+
+
+class LoginThrottle(db.Model):
+    """Consecutive failures per typed name (normalised), so unknown names are throttled alike."""
+
+    __tablename__ = "login_throttles"
+
+    key_hash: Mapped[str] = mapped_column(String(64), primary_key=True)
+    failures: Mapped[int] = mapped_column(Integer, default=0)
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

@@ -1,0 +1,4 @@
+"""bp "admin": the Users module."""
+from flask import Blueprint
+
+bp = Blueprint("admin", __name__)

@@ -1,0 +1,99 @@
+"""The application factory: config, extensions, keys, mail, OAuth server, blueprints, CLI."""
+from __future__ import annotations
+
+import logging
+import os
+import uuid
+
+from flask import Flask, g, request
+from sqlalchemy import event
+from werkzeug.middleware.proxy_fix import ProxyFix
+
+from . import health
+from .accounts.views import bp as accounts_bp
+from .commands import register_commands
+from .admin.api import bp as admin_api_bp
+from .admin.views import bp as admin_bp
+from . import models  # noqa: F401  (every table registered before Alembic or a query runs)
+from .config import PROJECT_ROOT, check_config, load_config
+from .errors import register_error_handlers
+from .extensions import csrf, db, limiter, mail, migrate
+from .mail import sender
+from .oauth.discovery import bp as discovery_bp
+from .oauth.server import build_server
+from .oauth.views import bp as oauth_bp
+from .passwords.views import bp as passwords_bp
+from .tokens import keyring
+
+SECURITY_HEADERS = {
+    "X-Frame-Options": "DENY",
+    "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self' "
+                               "http: https:; base-uri 'none'; object-src 'none'",
+    "Referrer-Policy": "no-referrer",
+    "X-Content-Type-Options": "nosniff",
+}
+
+
+def create_app(overrides: dict | None = None) -> Flask:
+    """Build one independent app; tests pass overrides and never read the environment."""
+    instance_path = (overrides or {}).get("INSTANCE_PATH") or os.environ.get(
+        "AUTHSERVER_INSTANCE_PATH") or str(PROJECT_ROOT / "instance")
+    app = Flask(__name__, instance_path=os.path.abspath(instance_path),
+                template_folder=str(PROJECT_ROOT / "templates"),
+                static_folder=str(PROJECT_ROOT / "static"), static_url_path="/static")
+    os.makedirs(app.instance_path, exist_ok=True)
+    load_config(app, overrides)
+    check_config(app)
+    _init_extensions(app)
+    keyring.init_app(app)
+    build_server(app)
+    for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passwords_bp, admin_bp,
+               admin_api_bp):
+        app.register_blueprint(bp)
+    csrf.exempt(oauth_bp)
+    csrf.exempt(admin_api_bp)
+    register_error_handlers(app)
+    _init_request_hooks(app)
+    sender.init_app(app)
+    register_commands(app)
+    return app
+
+
+def _init_extensions(app: Flask) -> None:
+    app.config["RATELIMIT_STORAGE_URI"] = app.config["RATELIMIT_STORAGE_URI"]
+    db.init_app(app)
+    migrate.init_app(app, db, directory=str(PROJECT_ROOT / "migrations"))
+    mail.init_app(app)
+    csrf.init_app(app)
+    limiter.init_app(app)
+    with app.app_context():
+        if db.engine.dialect.name == "sqlite":
+            event.listen(db.engine, "connect", _sqlite_pragmas)
+    x_for, x_proto = int(app.config["PROXY_FIX_X_FOR"]), int(app.config["PROXY_FIX_X_PROTO"])
+    if x_for or x_proto:
+        app.wsgi_app = ProxyFix(app.wsgi_app, x_for=x_for, x_proto=x_proto)
+
+
+def _sqlite_pragmas(dbapi_conn, _record) -> None:
+    cur = dbapi_conn.cursor()
+    cur.execute("PRAGMA journal_mode=WAL")
+    cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA foreign_keys=ON")
+    cur.close()
+
+
+def _init_request_hooks(app: Flask) -> None:
+    @app.before_request
+    def assign_request_id():
+        g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
+
+    @app.after_request
+    def security_headers(resp):
+        for name, value in SECURITY_HEADERS.items():
+            resp.headers.setdefault(name, value)
+        resp.headers["X-Request-Id"] = g.get("request_id", "")
+        if request.endpoint and not request.path.startswith(("/static/", "/.well-known/")):
+            resp.headers.setdefault("Cache-Control", "no-store")
+        return resp
+
+    logging.getLogger("authserver").setLevel(logging.INFO)

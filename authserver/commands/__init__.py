@@ -1,0 +1,13 @@
+"""CLI command groups, registered on app.cli so `authserver` and `flask` share them."""
+from flask import Flask
+
+from .clients import clients
+from .keys import keys
+from .mail import mail_cli
+from .server import init_command, purge_command, run_command
+from .users import users
+
+
+def register_commands(app: Flask) -> None:
+    for command in (init_command, run_command, purge_command, users, clients, keys, mail_cli):
+        app.cli.add_command(command)

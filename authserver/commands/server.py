@@ -1,0 +1,117 @@
+"""`authserver init`, `authserver run [--demo]`, `authserver purge`."""
+from __future__ import annotations
+
+import json
+import os
+from datetime import timedelta
+
+import click
+from flask import current_app
+from flask.cli import with_appcontext
+from sqlalchemy import delete
+
+from .. import clock, security
+from ..accounts import services as accounts
+from ..accounts.models import BrowserSession, LoginThrottle
+from ..audit import SecurityEvent
+from ..extensions import db
+from ..mail.models import OutboxMessage
+from ..oauth import services as oauth
+from ..oauth.models import AuthorizationCode
+from ..passwords.models import CodeSend, ResetCode
+from ..schema import init_schema
+from ..tokens import keyring
+from ..tokens import services as tokens
+
+
+@click.command("init")
+@with_appcontext
+def init_command():
+    """Create or upgrade the schema and the signing keys (idempotent)."""
+    init_schema(current_app)
+    keyring.ensure_keys(current_app.config["KEYS_DIR"], clock.now())
+    click.echo(f"Schema is up to date; keys are in {current_app.config['KEYS_DIR']}.")
+
+
+@click.command("run")
+@click.option("--host", default="127.0.0.1", show_default=True)
+@click.option("--port", default=5000, show_default=True, type=int)
+@click.option("--demo", is_flag=True, help="Seed a demo app and demo users first.")
+@with_appcontext
+def run_command(host, port, demo):
+    """Serve Authserver (the development server; use gunicorn wsgi:app in production)."""
+    app = current_app._get_current_object()
+    init_schema(app)
+    if demo:
+        print_demo(app, seed_demo(app, port))
+    click.echo(f"Authserver for issuer {app.config['ISSUER']} on http://{host}:{port}/")
+    app.run(host=host, port=port, threaded=True, debug=False, use_reloader=False)
+
+
+DEMO_USERS = (("alice", "alice@example.com", "Alice Example", False),
+              ("admin", "admin@example.com", "Demo Administrator", True))
+
+
+def seed_demo(app, port: int) -> dict:
+    """Create the demo client and users once; their credentials live in the instance folder."""
+    path = os.path.join(app.instance_path, "demo.json")
+    data = {}
+    if os.path.exists(path):
+        with open(path) as fh:
+            data = json.load(fh)
+    users = data.setdefault("users", {})
+    for username, email, name, is_admin in DEMO_USERS:
+        if accounts.find_by_login(username) is None:
+            password = security.random_token(9)
+            user = accounts.new_user(username, email, name, admin=is_admin)
+            accounts.set_password(user, password)
+            db.session.commit()
+            users[username] = password
+    if "client" not in data or oauth.query_client(data["client"]["client_id"]) is None:
+        base = f"http://127.0.0.1:{port + 1}"
+        client, secret = oauth.create_client(
+            "Demo app", [f"{base}/callback"], post_logout_redirect_uris=[f"{base}/"])
+        data["client"] = {"client_id": client.client_id, "client_secret": secret,
+                          "redirect_uri": f"{base}/callback", "base": base}
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    with os.fdopen(fd, "w") as fh:
+        json.dump(data, fh, indent=2)
+    return data
+
+
+def print_demo(app, data: dict) -> None:
+    issuer = app.config["ISSUER"]
+    click.echo("\n=== Authserver demo ===")
+    click.echo(f"Sign in at {issuer}/login with:")
+    for username, password in data["users"].items():
+        click.echo(f"  user name: {username:<8} password: {password}")
+    click.echo(f"Users module (as admin): {issuer}/admin/users")
+    c = data["client"]
+    click.echo(f"Demo client: client_id={c['client_id']} client_secret={c['client_secret']}")
+    click.echo(f"  redirect_uri={c['redirect_uri']}")
+    click.echo(f"  discovery: {issuer}/.well-known/openid-configuration")
+    click.echo("Mail goes to the console and to instance/mail/*.eml.\n")
+
+
+@click.command("purge")
+@click.option("--events-days", default=365, show_default=True, help="Keep events this long.")
+@with_appcontext
+def purge_command(events_days):
+    """Delete expired codes, tokens, sessions, sent mail and old events (batched, idempotent)."""
+    now = clock.now()
+    counts = {"refresh_tokens+revoked_jtis": tokens.purge_expired(now)}
+    day = timedelta(days=1)
+    for label, stmt in (
+        ("authorization_codes", delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - day)),
+        ("reset_codes", delete(ResetCode).where(ResetCode.expires_at < now - day)),
+        ("code_sends", delete(CodeSend).where(CodeSend.sent_at < now - day)),
+        ("browser_sessions", delete(BrowserSession).where(BrowserSession.expires_at < now)),
+        ("login_throttles", delete(LoginThrottle).where(LoginThrottle.updated_at < now - day)),
+        ("sent_mail", delete(OutboxMessage).where(OutboxMessage.sent_at < now - 30 * day)),
+        ("security_events", delete(SecurityEvent).where(
+            SecurityEvent.created_at < now - events_days * day)),
+    ):
+        counts[label] = db.session.execute(stmt).rowcount
+        db.session.commit()
+    for label, n in counts.items():
+        click.echo(f"{label}: {n} deleted")

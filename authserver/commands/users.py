@@ -1,0 +1,67 @@
+"""`authserver users ...` (SPEC section 6)."""
+from __future__ import annotations
+
+import click
+from flask.cli import AppGroup
+
+from ..accounts import services as accounts
+from ..admin import services as admin
+from ..errors import AuthserverError
+
+users = AppGroup("users", help="Create, list, reset, disable and enable users.")
+
+
+def _fail(exc: AuthserverError):
+    raise click.ClickException(exc.message or str(exc))
+
+
+@users.command("create")
+@click.argument("username")
+@click.option("--email", required=True)
+@click.option("--name", default="")
+@click.option("--password", default=None, help="Set this password (it is checked by the policy).")
+@click.option("--temporary", is_flag=True, help="Email a generated temporary password (default).")
+@click.option("--admin", "is_admin", is_flag=True, help="Give the admin role.")
+def create(username, email, name, password, temporary, is_admin):
+    """Create USERNAME; without --password a temporary password is emailed to the user."""
+    if password is not None and temporary:
+        raise click.UsageError("Use either --password or --temporary, not both.")
+    try:
+        user = admin.create_user(username, email, name, password=password, admin=is_admin)
+    except AuthserverError as exc:
+        _fail(exc)
+    click.echo(f"Created user {user.username} (id {user.id}, {user.email}).")
+    if password is None:
+        click.echo(f"A temporary password was emailed to {user.email}; it is valid for 7 days.")
+
+
+@users.command("list")
+@click.option("--search", "q", default="", help="Part of a user name, email or display name.")
+@click.option("--limit", default=50, show_default=True)
+def list_(q, limit):
+    """List users, optionally filtered."""
+    rows, total = accounts.find_users(q, limit=limit)
+    click.echo(f"{'ID':>6}  {'USERNAME':<24} {'EMAIL':<32} {'STATE':<22} NAME")
+    for u in rows:
+        click.echo(f"{u.id:>6}  {u.username:<24} {u.email:<32} {u.state:<22} {u.name}")
+    click.echo(f"{len(rows)} of {total} users")
+
+
+def _verb(name: str, action, done: str):
+    @users.command(name)
+    @click.argument("username")
+    def command(username):
+        try:
+            user = admin.find_user_or_raise(username)
+            action(user, None)
+        except AuthserverError as exc:
+            _fail(exc)
+        click.echo(done.format(user=user))
+    command.__doc__ = done.split(":")[0]
+    return command
+
+
+_verb("reset", admin.reset_user,
+      "Reset requested for {user.username}: a code was emailed to {user.email}.")
+_verb("disable", admin.disable_user, "Disabled {user.username}: sessions and tokens ended.")
+_verb("enable", admin.enable_user, "Enabled {user.username}.")

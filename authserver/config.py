@@ -1,0 +1,141 @@
+"""Settings: defaults, the instance file, the environment, then test overrides."""
+from __future__ import annotations
+
+import os
+import secrets
+from pathlib import Path
+
+from flask import Flask
+
+PROJECT_ROOT = Path(__file__).resolve().parent.parent
+
+
+class Defaults:
+    ISSUER = "http://127.0.0.1:5000"
+    SECRET_KEY = None  # generated into the instance folder on first start
+    KEYS_DIR = str(PROJECT_ROOT / "keys")
+    DATABASE_URL = None  # SQLite in the instance folder
+
+    ACCESS_TOKEN_TTL = 3600
+    ID_TOKEN_TTL = 3600
+    REFRESH_TOKEN_TTL = 30 * 86400
+    AUTHORIZATION_CODE_TTL = 60
+    RESET_CODE_TTL = 3600
+    RESET_CODE_MAX_TRIES = 5
+    RESEND_INTERVAL = 60
+    RESEND_MAX_PER_HOUR = 5
+    TEMP_PASSWORD_TTL = 7 * 86400
+    LOOP_MAX_TRIPS = 5
+    LOOP_WINDOW = 20
+    REFRESH_REUSE_GRACE = 0
+    JWKS_CACHE_TTL = 3600
+    KEY_RETIRE_SLACK = 300
+
+    PASSWORD_MIN_LENGTH = 8
+    PASSWORD_MAX_LENGTH = 256
+    PASSWORD_HASH_TIME_COST = 3
+    PASSWORD_HASH_MEMORY_COST = 65536
+    PASSWORD_HASH_PARALLELISM = 4
+    LOGIN_MAX_FAILURES = 5
+    LOGIN_THROTTLE_BASE = 2
+    LOGIN_THROTTLE_MAX = 900
+
+    ACCESS_TOKEN_ALG = "RS256"
+    ID_TOKEN_ALG = "RS256"
+    ORGANISATION_NAME = "your organisation"
+    ADMIN_CONTACT = "your organisation's administrator"
+
+    MAIL_TRANSPORT = None  # smtp when MAIL_SERVER is set, else console
+    MAIL_DEFAULT_SENDER = "Authserver <no-reply@localhost>"
+    MAIL_SENDER_THREAD = True
+    MAIL_RETRY_MAX = 3600
+
+    RATELIMIT_STORAGE_URI = "memory://"
+    RATELIMIT_ENABLED = True
+    RATELIMIT_LOGIN = "30 per minute"
+    RATELIMIT_FORGOT = "20 per minute"
+    RATELIMIT_TOKEN = "6000 per minute"
+    RATELIMIT_HEADERS_ENABLED = True
+    PROXY_FIX_X_FOR = 0
+    PROXY_FIX_X_PROTO = 0
+    METRICS_ENABLED = False
+
+    WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session cookie
+    MAX_CONTENT_LENGTH = 1024 * 1024
+    SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+
+
+_MAIL_ENV = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL",
+             "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_TRANSPORT")
+
+
+def load_config(app: Flask, overrides: dict | None) -> None:
+    """Defaults, then instance/authserver.cfg, then AUTHSERVER_* and friends, then overrides."""
+    app.config.from_object(Defaults)
+    if overrides is None:
+        app.config.from_pyfile("authserver.cfg", silent=True)
+        app.config.from_prefixed_env("AUTHSERVER")
+        if os.environ.get("DATABASE_URL"):
+            app.config["DATABASE_URL"] = os.environ["DATABASE_URL"]
+        for name in _MAIL_ENV:
+            if name in os.environ:
+                app.config[name] = _coerce(os.environ[name])
+    else:
+        app.config.update(overrides)
+    _derive(app)
+
+
+def _coerce(value: str):
+    if value.isdigit():
+        return int(value)
+    if value.lower() in ("true", "false"):
+        return value.lower() == "true"
+    return value
+
+
+def _derive(app: Flask) -> None:
+    cfg = app.config
+    cfg["ISSUER"] = cfg["ISSUER"].rstrip("/")
+    url = cfg.get("DATABASE_URL") or "sqlite:///" + os.path.join(app.instance_path, "authserver.db")
+    if url.startswith("postgres://"):
+        url = "postgresql+psycopg://" + url[len("postgres://"):]
+    elif url.startswith("postgresql://"):
+        url = "postgresql+psycopg://" + url[len("postgresql://"):]
+    cfg["SQLALCHEMY_DATABASE_URI"] = url
+    if url.startswith("sqlite"):
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+    if not cfg.get("MAIL_TRANSPORT"):
+        cfg["MAIL_TRANSPORT"] = "smtp" if cfg.get("MAIL_SERVER") else "console"
+    secure = cfg["ISSUER"].startswith("https://")
+    cfg["SESSION_COOKIE_NAME"] = "__Host-authserver" if secure else "authserver_session"
+    cfg["SESSION_COOKIE_SECURE"] = secure
+    cfg["SESSION_COOKIE_HTTPONLY"] = True
+    cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
+    cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
+    if not cfg.get("SECRET_KEY"):
+        cfg["SECRET_KEY"] = _instance_secret(app)
+
+
+def _instance_secret(app: Flask) -> str:
+    """Read or create instance/secret_key (mode 0600), shared by every process using the folder."""
+    path = Path(app.instance_path) / "secret_key"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:
+        return path.read_text().strip()
+    with os.fdopen(fd, "w") as fh:
+        fh.write(secrets.token_urlsafe(48))
+    return path.read_text().strip()
+
+
+def check_config(app: Flask) -> None:
+    """Fail fast on settings that would make the server unsafe or broken."""
+    cfg = app.config
+    if len(str(cfg["SECRET_KEY"])) < 16:
+        raise RuntimeError("AUTHSERVER_SECRET_KEY must be at least 16 characters")
+    for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "RESET_CODE_TTL", "TEMP_PASSWORD_TTL"):
+        if int(cfg[name]) <= 0:
+            raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
+    if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
+        raise RuntimeError("signing algorithms must be RS256 or ES256")

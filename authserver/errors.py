@@ -1,0 +1,110 @@
+"""Domain error base and the error pages / JSON bodies every failure ends on."""
+from __future__ import annotations
+
+import logging
+
+from flask import Flask, jsonify, render_template, request
+from flask_wtf.csrf import CSRFError
+from sqlalchemy.exc import DBAPIError, OperationalError
+from werkzeug.exceptions import HTTPException
+
+from .extensions import db
+
+log = logging.getLogger("authserver")
+
+JSON_PREFIXES = ("/api/", "/token", "/userinfo", "/revoke", "/introspect", "/.well-known/",
+                 "/healthz", "/readyz")
+
+
+class AuthserverError(Exception):
+    """Base of every domain error; carries a message safe to show."""
+
+    def __init__(self, message: str = "", **details):
+        super().__init__(message)
+        self.message = message
+        self.details = details
+
+
+def wants_json() -> bool:
+    return request.path.startswith(JSON_PREFIXES)
+
+
+def _problem(status: int, title: str, detail: str = ""):
+    body = {"type": "about:blank", "title": title, "status": status}
+    if detail:
+        body["detail"] = detail
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.content_type = "application/problem+json"
+    return resp
+
+
+def _oauth_error(status: int, error: str, description: str):
+    resp = jsonify({"error": error, "error_description": description})
+    resp.status_code = status
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _page(status: int, title: str, message: str):
+    template = "errors/400.html" if status < 500 else "errors/500.html"
+    if status == 404:
+        template = "errors/404.html"
+    return render_template(template, title=title, message=message, status=status), status
+
+
+def error_response(status: int, title: str, message: str):
+    """The right error body for who is asking: problem JSON, OAuth JSON or a page."""
+    if request.path.startswith("/api/"):
+        return _problem(status, title, message)
+    if request.path in ("/token", "/revoke", "/introspect"):
+        code = "invalid_request" if status < 500 else "server_error"
+        if status == 503:
+            code = "temporarily_unavailable"
+        return _oauth_error(status, code, message or title)
+    if wants_json():
+        return _problem(status, title, message)
+    return _page(status, title, message)
+
+
+def register_error_handlers(app: Flask) -> None:
+    @app.errorhandler(CSRFError)
+    def csrf_error(exc):
+        return error_response(400, "This form has expired",
+                              "The form expired or was sent from another page. "
+                              "Go back, reload the page and try again.")
+
+    @app.errorhandler(HTTPException)
+    def http_error(exc: HTTPException):
+        if exc.code == 429:
+            resp = error_response(429, "Too many requests",
+                                  "Too many requests. Wait a little and try again.")
+            return resp
+        return error_response(exc.code or 500, exc.name, exc.description or "")
+
+    @app.errorhandler(OperationalError)
+    @app.errorhandler(DBAPIError)
+    def database_down(exc):
+        log.error("database unavailable: %s", type(exc).__name__)
+        _rollback()
+        resp = error_response(503, "Service unavailable",
+                              "The service is briefly unavailable. Try again in a moment.")
+        if isinstance(resp, tuple):
+            body, status = resp
+            return body, status, {"Retry-After": "5"}
+        resp.headers["Retry-After"] = "5"
+        return resp
+
+    @app.errorhandler(Exception)
+    def unexpected(exc):
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        _rollback()
+        return error_response(500, "Something went wrong",
+                              "Something went wrong on our side. Try again in a moment.")
+
+
+def _rollback() -> None:
+    try:
+        db.session.rollback()
+    except Exception:  # noqa: BLE001 - the database may be gone; nothing more to do
+        pass

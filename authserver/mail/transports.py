@@ -1,0 +1,131 @@
+"""Where delivered mail goes: an SMTP server, the console and files, or a list.
+
+A transport raises on failure; the sender records the error and retries.
+"""
+from __future__ import annotations
+
+import logging
+import smtplib
+import sys
+from email.message import EmailMessage
+from email.utils import format_datetime, make_msgid, parseaddr
+from pathlib import Path
+from typing import Protocol, TextIO
+
+import flask_mail
+from flask import Flask, current_app
+
+from .. import clock
+from .models import OutboxMessage
+
+log = logging.getLogger("authserver.mail")
+
+TRANSPORT_NAMES = ("smtp", "console", "memory")
+
+
+class Transport(Protocol):
+    def deliver(self, msg: OutboxMessage) -> None:
+        """Hand one message over, or raise."""
+
+
+class _TimeoutConnection(flask_mail.Connection):
+    """Flask-Mail's connection with a socket timeout, which it does not offer itself."""
+
+    def __init__(self, state, timeout: float) -> None:
+        super().__init__(state)
+        self.timeout = timeout
+
+    def configure_host(self) -> smtplib.SMTP:
+        cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
+        host = cls(self.mail.server, self.mail.port, timeout=self.timeout)
+        host.set_debuglevel(int(self.mail.debug))
+        if self.mail.use_tls:
+            host.starttls()
+        if self.mail.username and self.mail.password:
+            host.login(self.mail.username, self.mail.password)
+        return host
+
+
+class SmtpTransport:
+    """Flask-Mail over SMTP; needs an app context (the sender pushes one)."""
+
+    def __init__(self, timeout: float = 10.0) -> None:
+        self.timeout = timeout
+
+    def deliver(self, msg: OutboxMessage) -> None:
+        """Send the text and HTML parts through MAIL_SERVER, raising on any SMTP error."""
+        sender = current_app.config.get("MAIL_DEFAULT_SENDER")
+        message = flask_mail.Message(subject=msg.subject, recipients=[msg.to], body=msg.text,
+                                     html=msg.html, sender=sender)
+        message.msgId = message_id(sender)
+        # Honour MAIL_SUPPRESS_SEND and record_messages() like mail.send() would.
+        state = current_app.extensions["mail"]
+        with _TimeoutConnection(state, self.timeout) as connection:
+            message.send(connection)
+
+
+class ConsoleFileTransport:
+    """The default without MAIL_SERVER: a summary on stdout and a .eml file per message."""
+
+    def __init__(self, directory: str | Path, sender: str, stream: TextIO | None = None) -> None:
+        self.directory = Path(directory)
+        self.sender = sender
+        self.stream = stream
+
+    def deliver(self, msg: OutboxMessage) -> None:
+        """Print to, subject and text body, then write instance/mail/<time>-<id>-<kind>.eml."""
+        stream = self.stream or sys.stdout
+        print(f"--- mail #{msg.id} ({msg.kind})\nTo: {msg.to}\nSubject: {msg.subject}\n\n"
+              f"{msg.text}\n---", file=stream, flush=True)
+        self.directory.mkdir(parents=True, exist_ok=True)
+        stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
+        path = self.directory / f"{stamp}-{msg.id}-{msg.kind}.eml"
+        tmp = path.with_suffix(".tmp")
+        tmp.write_bytes(bytes(to_email_message(msg, self.sender)))
+        tmp.replace(path)
+        log.info("mail #%s (%s) written to %s", msg.id, msg.kind, path)
+
+
+class MemoryTransport:
+    """Appends every message to a list; for tests."""
+
+    def __init__(self, messages: list | None = None) -> None:
+        self.messages = messages if messages is not None else []
+
+    def deliver(self, msg: OutboxMessage) -> None:
+        """Keep the message."""
+        self.messages.append(msg)
+
+
+def to_email_message(msg: OutboxMessage, sender: str) -> EmailMessage:
+    """A full MIME message: multipart/alternative with text/plain and text/html."""
+    message = EmailMessage()
+    message["From"] = sender
+    message["To"] = msg.to
+    message["Subject"] = msg.subject
+    message["Date"] = format_datetime(clock.now())
+    message["Message-ID"] = message_id(sender)
+    message.set_content(msg.text)
+    message.add_alternative(msg.html, subtype="html")
+    return message
+
+
+def message_id(sender: str | tuple | None) -> str:
+    """A Message-ID in the sender's domain (make_msgid's default does a DNS lookup)."""
+    address = sender[1] if isinstance(sender, tuple) else parseaddr(sender or "")[1]
+    domain = address.rpartition("@")[2] or "authserver.invalid"
+    return make_msgid(domain=domain)
+
+
+def make_transport(app: Flask) -> Transport:
+    """The transport MAIL_TRANSPORT names; smtp when MAIL_SERVER is set, else console."""
+    config = app.config
+    name = config.get("MAIL_TRANSPORT") or ("smtp" if config.get("MAIL_SERVER") else "console")
+    if name == "smtp":
+        return SmtpTransport(timeout=float(config.get("MAIL_TIMEOUT", 10)))
+    if name == "console":
+        return ConsoleFileTransport(Path(app.instance_path) / "mail",
+                                    sender=config.get("MAIL_DEFAULT_SENDER") or "authserver")
+    if name == "memory":
+        return MemoryTransport()
+    raise ValueError(f"MAIL_TRANSPORT must be one of {', '.join(TRANSPORT_NAMES)}, not {name!r}")

@@ -1,0 +1,137 @@
+"""Authlib grants: hook methods only, each delegating to our services."""
+from __future__ import annotations
+
+from authlib.oauth2.rfc6749 import grants
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc7636 import CodeChallenge
+from authlib.oidc.core import UserInfo
+from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
+from flask import current_app
+
+from .. import clock
+from ..accounts import services as accounts
+from ..accounts.models import BrowserSession, User
+from ..accounts.states import AccountState
+from ..extensions import db
+from ..tokens import keyring
+from ..tokens import services as tokens
+from ..tokens.lifetimes import id_token_ttl
+from . import services
+from .claims import userinfo_for
+
+AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+
+
+def _usable_user(user_id: int) -> User | None:
+    user = accounts.get_user(user_id)
+    if user is None or user.state == AccountState.DISABLED:
+        return None
+    return user
+
+
+class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    AUTHORIZATION_CODE_LENGTH = 43
+
+    def save_authorization_code(self, code, request):
+        return services.save_authorization_code(
+            code, client=request.client, user=request.user, session=request.browser_session,
+            redirect_uri=request.payload.redirect_uri or "", scope=request.scope,
+            nonce=request.payload.data.get("nonce"),
+            challenge=request.payload.data.get("code_challenge"),
+            method=request.payload.data.get("code_challenge_method"))
+
+    def query_authorization_code(self, code, client):
+        return services.claim_authorization_code(code, client)
+
+    def delete_authorization_code(self, authorization_code):
+        """Already marked used when claimed; nothing to delete."""
+
+    def authenticate_user(self, authorization_code):
+        return _usable_user(authorization_code.user_id)
+
+    def save_token(self, token):
+        code = self.request.authorization_code
+        if "refresh_token" in token:
+            session = db.session.get(BrowserSession, code.session_id) \
+                if code.session_id else None
+            row = tokens.store_refresh_token(
+                token["refresh_token"], client_id=code.client_id, user_id=code.user_id,
+                scope=code.scope, session_id=code.session_id, auth_time=code.auth_time,
+                amr=code.amr, family_id=None,
+                family_expires_at=session.expires_at if session else clock.now())
+            code.family_id = row.family_id
+        db.session.commit()
+
+
+class RefreshTokenGrant(grants.RefreshTokenGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
+    INCLUDE_NEW_REFRESH_TOKEN = True
+
+    def authenticate_refresh_token(self, refresh_token):
+        return tokens.claim_refresh_token(refresh_token, self.request.payload.client_id
+                                          or self.request.client.get_client_id())
+
+    def authenticate_user(self, refresh_token):
+        return _usable_user(refresh_token.user_id)
+
+    def revoke_old_credential(self, refresh_token):
+        """Rotation already happened atomically in claim_refresh_token."""
+
+    def save_token(self, token):
+        old = self.request.refresh_token
+        tokens.store_refresh_token(
+            token["refresh_token"], client_id=old.client_id, user_id=old.user_id, scope=old.scope,
+            session_id=old.session_id, auth_time=old.auth_time, amr=old.amr,
+            family_id=old.family_id, family_expires_at=old.family_expires_at)
+        db.session.commit()
+
+
+class ClientCredentialsGrant(grants.ClientCredentialsGrant):
+    TOKEN_ENDPOINT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def save_token(self, token):
+        """Access tokens are self-contained JWTs: nothing to store."""
+
+
+class S256CodeChallenge(CodeChallenge):
+    """PKCE with S256 only; required for public clients and by per-client setting (RFC 7636)."""
+
+    SUPPORTED_CODE_CHALLENGE_METHOD = ["S256"]
+
+    def validate_code_challenge(self, grant, redirect_uri):
+        data = grant.request.payload.data
+        if data.get("code_challenge") and data.get("code_challenge_method") != "S256":
+            raise InvalidRequestError("code_challenge_method must be S256",
+                                      redirect_uri=redirect_uri)
+        if grant.request.client.require_pkce and not data.get("code_challenge"):
+            raise InvalidRequestError("code_challenge (S256) is required for this client",
+                                      redirect_uri=redirect_uri)
+        super().validate_code_challenge(grant, redirect_uri)
+
+    def validate_code_verifier(self, grant, result):
+        code = grant.request.authorization_code
+        if code.code_challenge is None and grant.request.client.require_pkce:
+            raise InvalidRequestError("Missing 'code_challenge' for this client")
+        super().validate_code_verifier(grant, result)
+
+
+class OpenIDCode(_OpenIDCode):
+    """ID tokens (OIDC Core 1.0 section 2) signed with the keyring's key for the client's alg."""
+
+    def exists_nonce(self, nonce, request):
+        return services.nonce_used(request.payload.client_id, nonce)
+
+    def resolve_client_private_key(self, client):
+        return keyring.current_keyring().signing_key(client.id_token_alg, clock.now())
+
+    def get_encode_header(self, client):
+        key = self.resolve_client_private_key(client)
+        return {"alg": client.id_token_alg, "kid": key.kid, "typ": "JWT"}
+
+    def get_client_claims(self, client):
+        return {"iss": current_app.config["ISSUER"], "aud": [client.get_client_id()],
+                "exp": clock.timestamp() + id_token_ttl(), "iat": clock.timestamp()}
+
+    def generate_user_info(self, user, scope) -> UserInfo:
+        return userinfo_for(user, scope)

@@ -1,0 +1,150 @@
+"""Clients, authorization codes and consents: the storage behind Authlib's grants."""
+from __future__ import annotations
+
+import secrets
+from datetime import timedelta
+from urllib.parse import urlsplit
+
+from authlib.oauth2.rfc6749.util import scope_to_list
+from flask import current_app
+from sqlalchemy import select, update
+
+from .. import clock, security
+from ..accounts.models import Licence, User
+from ..audit import security_event
+from ..errors import AuthserverError
+from ..extensions import db
+from ..tokens import services as tokens
+from .models import DEFAULT_GRANTS, DEFAULT_SCOPE, AuthorizationCode, Client, Consent
+
+GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
+SCOPES = ("openid", "profile", "email", "offline_access", "admin")
+
+
+class ClientInvalid(AuthserverError):
+    pass
+
+
+def _check_uri(uri: str) -> str:
+    parts = urlsplit(uri)
+    if parts.scheme not in ("http", "https") and not (parts.scheme and "." in parts.scheme):
+        raise ClientInvalid(f"Redirect URI must be absolute: {uri}")
+    if parts.fragment:
+        raise ClientInvalid(f"Redirect URI must not have a fragment: {uri}")
+    return uri
+
+
+def create_client(name: str, redirect_uris: list[str], *, post_logout_redirect_uris=(),
+                  public: bool = False, scope: str | None = None, grant_types=(),
+                  require_pkce: bool = True, first_party: bool = True,
+                  requires_licence: bool = False, client_id: str | None = None,
+                  client_secret: str | None = None) -> tuple[Client, str | None]:
+    """Register a client; returns it and its secret (shown once, stored as a keyed hash)."""
+    grants = list(grant_types) or list(DEFAULT_GRANTS)
+    bad = [g for g in grants if g not in GRANT_TYPES]
+    if bad:
+        raise ClientInvalid(f"Unsupported grant type: {', '.join(bad)}")
+    if public and "client_credentials" in grants:
+        raise ClientInvalid("A public client cannot use client_credentials.")
+    if "authorization_code" in grants and not redirect_uris:
+        raise ClientInvalid("An authorization_code client needs at least one redirect URI.")
+    scopes = scope_to_list(scope or DEFAULT_SCOPE)
+    if any(s not in SCOPES for s in scopes):
+        raise ClientInvalid(f"Scopes must be among: {' '.join(SCOPES)}")
+    secret = None if public else (client_secret or security.random_token(32))
+    client = Client(client_id=client_id or secrets.token_urlsafe(18), name=name,
+                    secret_hash=security.keyed_hash(secret, "client_secret") if secret else None,
+                    public=public, redirect_uris=[_check_uri(u) for u in redirect_uris],
+                    post_logout_redirect_uris=[_check_uri(u) for u in post_logout_redirect_uris],
+                    grant_types=grants, scope=" ".join(scopes), require_pkce=require_pkce or public,
+                    first_party=first_party, requires_licence=requires_licence,
+                    created_at=clock.now())
+    db.session.add(client)
+    db.session.commit()
+    return client, secret
+
+
+def query_client(client_id: str | None) -> Client | None:
+    if not client_id or not isinstance(client_id, str) or len(client_id) > 64:
+        return None
+    return db.session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+def list_clients() -> list[Client]:
+    return list(db.session.scalars(select(Client).order_by(Client.id)))
+
+
+def save_authorization_code(code: str, *, client: Client, user: User, session, redirect_uri: str,
+                            scope: str, nonce: str | None, challenge: str | None,
+                            method: str | None) -> AuthorizationCode:
+    """Store a code (hash only) bound to client, redirect URI, PKCE challenge and session."""
+    now = clock.now()
+    ttl = int(current_app.config["AUTHORIZATION_CODE_TTL"])
+    row = AuthorizationCode(code_hash=security.keyed_hash(code, "authz_code"),
+                            client_id=client.client_id, user_id=user.id, session_id=session.id,
+                            redirect_uri=redirect_uri or "", scope=scope, nonce=nonce,
+                            code_challenge=challenge, code_challenge_method=method,
+                            auth_time=int(session.auth_time.timestamp()), amr=session.amr or [],
+                            expires_at=now + timedelta(seconds=ttl), created_at=now)
+    db.session.add(row)
+    db.session.commit()
+    return row
+
+
+def claim_authorization_code(code: str, client: Client) -> AuthorizationCode | None:
+    """Redeem a code once (RFC 6749 section 4.1.2): a replay revokes what the first use issued."""
+    if not code or len(code) > 256:
+        return None
+    row = db.session.scalar(select(AuthorizationCode).where(
+        AuthorizationCode.code_hash == security.keyed_hash(code, "authz_code")))
+    if row is None or row.client_id != client.client_id:
+        return None
+    now = clock.now()
+    won = db.session.execute(
+        update(AuthorizationCode).where(AuthorizationCode.id == row.id,
+                                        AuthorizationCode.used_at.is_(None))
+        .values(used_at=now).execution_options(synchronize_session=False)).rowcount == 1
+    if not won:
+        db.session.refresh(row)
+        if row.family_id:
+            tokens.revoke_family(row.family_id, now)
+        security_event("code_replay", user_id=row.user_id, client_id=client.client_id)
+        db.session.commit()
+        return None
+    if now >= row.expires_at:
+        return None
+    return row
+
+
+def nonce_used(client_id: str, nonce: str) -> bool:
+    return db.session.scalar(select(AuthorizationCode.id).where(
+        AuthorizationCode.client_id == client_id, AuthorizationCode.nonce == nonce).limit(1)
+    ) is not None
+
+
+def has_licence(user: User, client: Client) -> bool:
+    if not client.requires_licence:
+        return True
+    return db.session.scalar(select(Licence.id).where(
+        Licence.user_id == user.id, Licence.client_id == client.id)) is not None
+
+
+def needs_consent(user: User, client: Client, scope: str) -> bool:
+    if client.first_party:
+        return False
+    row = db.session.scalar(select(Consent).where(Consent.user_id == user.id,
+                                                  Consent.client_id == client.id))
+    granted = set(scope_to_list(row.scope) if row else [])
+    return not set(scope_to_list(scope) or []).issubset(granted)
+
+
+def grant_consent(user: User, client: Client, scope: str) -> None:
+    row = db.session.scalar(select(Consent).where(Consent.user_id == user.id,
+                                                  Consent.client_id == client.id))
+    if row is None:
+        row = Consent(user_id=user.id, client_id=client.id, scope="", granted_at=clock.now())
+        db.session.add(row)
+    row.scope = " ".join(sorted(set(scope_to_list(row.scope) or []) |
+                                set(scope_to_list(scope) or [])))
+    security_event("consent_granted", user_id=user.id, client_id=client.client_id, scope=scope)
+    db.session.commit()

@@ -1,0 +1,124 @@
+"""bp "oauth": /authorize, /refresh, /token, /userinfo, /revoke, /introspect, /logout."""
+from __future__ import annotations
+
+from authlib.oauth2 import OAuth2Error
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+
+from .. import clock
+from ..accounts import login_flow
+from ..accounts import services as accounts
+from ..accounts.states import can_use_tokens
+from ..audit import security_event
+from ..extensions import db, limiter
+from ..tokens import services as tokens
+from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
+from . import authorize as flow
+from . import loop_guard, services
+from .claims import userinfo_for
+from .forms import ConsentForm, LogoutForm
+from .logout import LogoutRejected, validate_logout
+from .server import current_server
+
+bp = Blueprint("oauth", __name__)
+
+
+@bp.route("/authorize", methods=["GET", "POST"])
+def authorize():
+    """RFC 6749 section 4.1.1 with OIDC prompt/max_age; POST is the consent form."""
+    if request.method == "POST":
+        return _consent_decision()
+    if loop_guard.record_trip(request.args.get("client_id")):
+        return flow.loop_page(request.args.get("client_id"))
+    return flow.authorize_request(None)
+
+
+@bp.get("/refresh")
+def refresh():
+    """Story 3: straight back to the app with a fresh code while the session lives."""
+    args = request.args
+    if loop_guard.record_trip(args.get("client_id"), args.get("state"), check_state=True):
+        return flow.loop_page(args.get("client_id"))
+    return flow.refresh_request(args)
+
+
+def _consent_decision():
+    form = ConsentForm()
+    if not form.validate_on_submit():
+        return flow.form_expired()
+    return flow.authorize_request(None, consent=form.decision())
+
+
+@bp.post("/token")
+@limiter.limit(lambda: current_app.config["RATELIMIT_TOKEN"])
+def token():
+    return current_server().create_token_response()
+
+
+@bp.post("/revoke")
+def revoke():
+    return current_server().create_endpoint_response("revocation")
+
+
+@bp.post("/introspect")
+def introspect():
+    return current_server().create_endpoint_response("introspection")
+
+
+@bp.route("/userinfo", methods=["GET", "POST"])
+def userinfo():
+    """OIDC Core 1.0 section 5.3, bearer token in the header (RFC 6750 section 2.1)."""
+    auth = request.headers.get("Authorization", "")
+    scheme, _, raw = auth.partition(" ")
+    if scheme.lower() != "bearer" or not raw.strip():
+        return _bearer_error(None)
+    try:
+        claims = decode_access_token(raw.strip())
+    except AccessTokenInvalid:
+        return _bearer_error("invalid_token")
+    user = db.session.scalar(db.select(accounts.User).where(accounts.User.sub == claims["sub"]))
+    if user is None or not can_use_tokens(user) or \
+            tokens.is_access_token_revoked(claims["jti"]):
+        return _bearer_error("invalid_token")
+    if "openid" not in (claims.get("scope") or "").split():
+        return _bearer_error("insufficient_scope", 403)
+    resp = jsonify(dict(userinfo_for(user, claims.get("scope", ""))))
+    resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+def _bearer_error(error: str | None, status: int = 401):
+    header = 'Bearer realm="authserver"'
+    body = {}
+    if error:
+        header += f', error="{error}"'
+        body = {"error": error, "error_description": {
+            "invalid_token": "The access token is invalid, expired or revoked.",
+            "insufficient_scope": "The access token lacks the openid scope."}[error]}
+    resp = jsonify(body)
+    resp.status_code = status
+    resp.headers["WWW-Authenticate"] = header
+    return resp
+
+
+@bp.route("/logout", methods=["GET", "POST"])
+def logout():
+    """OpenID Connect RP-Initiated Logout 1.0: no question when the hint vouches for the app."""
+    values = request.values
+    try:
+        target, hinted = validate_logout(values.get("id_token_hint"), values.get("client_id"),
+                                         values.get("post_logout_redirect_uri"),
+                                         values.get("state"))
+    except LogoutRejected as exc:
+        return flow.error_page("Sign-out failed", exc.message)
+    form = LogoutForm()
+    if request.method == "GET" and not (hinted and target):
+        return render_template("oauth/logout.html", form=form)
+    if request.method == "POST" and not form.validate_on_submit():
+        return flow.form_expired()
+    bs = login_flow.current_session()
+    if bs is not None:
+        tokens.revoke_session(bs)
+        security_event("logout", user_id=bs.user_id)
+        db.session.commit()
+    login_flow.sign_out()
+    return redirect(target) if target else render_template("oauth/logged_out.html")

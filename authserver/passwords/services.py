@@ -1,0 +1,141 @@
+"""Password use cases: request/resend a code, confirm a reset, change, admin reset, temporary."""
+from __future__ import annotations
+
+from datetime import timedelta
+
+from flask import current_app
+from sqlalchemy import func, select
+
+from .. import clock, security
+from ..accounts import services as accounts
+from ..accounts.models import User
+from ..accounts.states import AccountState, can_self_reset, transition
+from ..audit import security_event
+from ..errors import AuthserverError
+from ..extensions import db
+from ..urls import external
+from ..mail import messages, outbox
+from ..tokens import services as tokens
+from . import codes
+from .codes import CodeDead, CodeRejected
+from .models import CodeSend
+from .policy import PasswordRejected, check_password
+
+__all__ = ["CodeDead", "CodeRejected", "PasswordRejected", "SendThrottled", "request_code",
+           "confirm_reset", "change_password", "admin_reset", "send_temporary_password"]
+
+
+class SendThrottled(AuthserverError):
+    def __init__(self, message: str, wait: int):
+        super().__init__(message)
+        self.wait = wait
+
+
+def _send_key(login: str) -> str:
+    return security.keyed_hash(security.normalise_login(login), "code-send")
+
+
+def check_send_allowed(login: str) -> None:
+    """Resend 60 s after the last send, at most 5 sends an hour, keyed on the typed name."""
+    cfg, now = current_app.config, clock.now()
+    key = _send_key(login)
+    hour_ago = now - timedelta(hours=1)
+    last, count, oldest = db.session.execute(
+        select(func.max(CodeSend.sent_at), func.count(CodeSend.id), func.min(CodeSend.sent_at))
+        .where(CodeSend.key_hash == key, CodeSend.sent_at > hour_ago)).one()
+    interval = int(cfg["RESEND_INTERVAL"])
+    if last is not None and (now - last).total_seconds() < interval:
+        wait = interval - int((now - last).total_seconds())
+        raise SendThrottled(f"A code was sent moments ago. You can ask for a new one in "
+                            f"{wait} seconds.", wait)
+    if count >= int(cfg["RESEND_MAX_PER_HOUR"]):
+        wait = int((oldest + timedelta(hours=1) - now).total_seconds()) + 1
+        raise SendThrottled(f"Too many codes were asked for this name. Try again in "
+                            f"{(wait + 59) // 60} minutes.", wait)
+
+
+def request_code(login: str) -> None:
+    """Send a code, or the "cannot be reset" notice; the caller sees the same either way.
+
+    Raises SendThrottled before doing anything when the typed name is over its limits.
+    """
+    login = (login or "").strip()[:320]
+    check_send_allowed(login)
+    now = clock.now()
+    db.session.add(CodeSend(key_hash=_send_key(login), sent_at=now))
+    user = accounts.find_by_login(login)
+    if user is None:
+        security_event("reset_requested_unknown")
+    elif can_self_reset(user):
+        code = codes.issue_code(user, now)
+        outbox.queue(messages.reset_code(user, code, _confirm_url(user)))
+        security_event("reset_requested", user_id=user.id)
+    else:
+        outbox.queue(messages.cannot_reset(user))
+        security_event("reset_refused_state", user_id=user.id, state=user.state)
+    db.session.commit()
+
+
+def _confirm_url(user: User) -> str:
+    return external("/forgot-password/confirm", username=user.username)
+
+
+def confirm_reset(login: str, code: str, new_password: str) -> User:
+    """Check the code and set the new password; ends every session and refresh token.
+
+    Raises PasswordRejected, CodeRejected or CodeDead; the same errors for unknown names.
+    """
+    user = accounts.find_by_login(login)
+    check_password(new_password, username=user.username if user else login,
+                   email=user.email if user else "")
+    if not can_self_reset(user):
+        raise CodeRejected("This code is not valid. Check it, or ask for a new one.")
+    try:
+        codes.check_code(user, code, clock.now())
+    except (CodeRejected, CodeDead):
+        security_event("reset_code_wrong", user_id=user.id)
+        db.session.commit()
+        raise
+    _set_new_password(user, new_password)
+    security_event("password_reset", user_id=user.id)
+    db.session.commit()
+    return user
+
+
+def _set_new_password(user: User, new_password: str) -> None:
+    accounts.set_password(user, new_password)
+    transition(user, AccountState.ACTIVE)
+    tokens.revoke_user_sessions(user.id)
+    outbox.queue(messages.password_changed(user))
+
+
+def change_password(user: User, new_password: str, *, current: str | None = None) -> None:
+    """A signed-in change (current password required) or the forced one after a temporary."""
+    if current is not None and not security.verify_password(user.password_hash, current):
+        raise PasswordRejected("Your current password is not right.")
+    check_password(new_password, username=user.username, email=user.email)
+    if security.verify_password(user.password_hash, new_password):
+        raise PasswordRejected("Choose a password different from the current one.")
+    _set_new_password(user, new_password)
+    security_event("password_changed", user_id=user.id)
+    db.session.commit()
+
+
+def admin_reset(user: User, actor_id: int | None) -> None:
+    """An administrator's Reset: must reset before signing in; a code is emailed at once."""
+    transition(user, AccountState.RESET_REQUIRED)
+    tokens.revoke_user_sessions(user.id)
+    code = codes.issue_code(user, clock.now())
+    outbox.queue(messages.admin_reset(user, code, _confirm_url(user)))
+    security_event("admin_reset", user_id=user.id, actor_id=actor_id)
+    db.session.commit()
+
+
+def send_temporary_password(user: User, actor_id: int | None) -> None:
+    """Email a generated temporary password (valid TEMP_PASSWORD_TTL) that nobody else sees."""
+    password = accounts.set_temporary(user)
+    tokens.revoke_user_sessions(user.id)
+    outbox.queue(messages.temporary_password(user, password, external("/login"),
+                                             user.temp_password_expires_at))
+    security_event("temporary_password_sent", user_id=user.id, actor_id=actor_id)
+    db.session.commit()

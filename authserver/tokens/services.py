@@ -1,0 +1,142 @@
+"""Refresh-token families, rotation with reuse detection, and session revocation.
+
+RFC 6749 section 10.4 and the OAuth 2.0 Security BCP (RFC 9700 section 4.14): every use
+rotates the refresh token; a rotated token presented again revokes its whole family.
+"""
+from __future__ import annotations
+
+import uuid
+from datetime import datetime, timedelta
+
+from flask import current_app
+from sqlalchemy import select, update
+
+from .. import clock, security
+from ..accounts.models import BrowserSession
+from ..audit import security_event
+from ..extensions import db
+from .models import RefreshToken, RevokedAccessToken
+
+
+def hash_refresh_token(raw: str) -> str:
+    return security.keyed_hash(raw, "refresh")
+
+
+def store_refresh_token(raw: str, *, client_id: str, user_id: int, scope: str,
+                        session_id: int | None, auth_time: int, amr: list,
+                        family_id: str | None, family_expires_at: datetime) -> RefreshToken:
+    """Add one refresh token (hash only) to a family; a new family when family_id is None."""
+    row = RefreshToken(token_hash=hash_refresh_token(raw), family_id=family_id or str(uuid.uuid4()),
+                       family_expires_at=family_expires_at, client_id=client_id, user_id=user_id,
+                       session_id=session_id, scope=scope, auth_time=auth_time, amr=amr,
+                       created_at=clock.now())
+    db.session.add(row)
+    return row
+
+
+def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
+    """Find a usable refresh token and mark it rotated atomically, so only one request wins.
+
+    A token already rotated is reuse: outside REFRESH_REUSE_GRACE the family is revoked and
+    a `refresh_reuse` security event is committed.
+    """
+    if not raw or len(raw) > 512:
+        return None
+    now = clock.now()
+    row = db.session.scalar(select(RefreshToken).where(
+        RefreshToken.token_hash == hash_refresh_token(raw)))
+    if row is None or row.client_id != client_id or row.revoked_at is not None:
+        return None
+    if now >= row.family_expires_at or not _session_live(row.session_id, now):
+        return None
+    won = db.session.execute(
+        update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None),
+                                   RefreshToken.revoked_at.is_(None))
+        .values(rotated_at=now).execution_options(synchronize_session=False)).rowcount == 1
+    if won:
+        return row
+    db.session.refresh(row)
+    grace = int(current_app.config["REFRESH_REUSE_GRACE"])
+    if row.revoked_at is None and row.rotated_at and now < row.rotated_at + timedelta(seconds=grace):
+        return row
+    revoke_family(row.family_id, now)
+    security_event("refresh_reuse", user_id=row.user_id, client_id=client_id,
+                   family_id=row.family_id)
+    db.session.commit()
+    return None
+
+
+def _session_live(session_id: int | None, now: datetime) -> bool:
+    """A refresh token lives only as long as the browser session it was issued in."""
+    if session_id is None:
+        return True
+    bs = db.session.get(BrowserSession, session_id)
+    return bs is not None and bs.is_live(now)
+
+
+def revoke_family(family_id: str, now: datetime | None = None) -> int:
+    """Revoke every token of a family (reuse, code replay, revocation endpoint)."""
+    return db.session.execute(
+        update(RefreshToken).where(RefreshToken.family_id == family_id,
+                                   RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now or clock.now()).execution_options(synchronize_session=False)
+    ).rowcount
+
+
+def revoke_session(session: BrowserSession) -> None:
+    """End one browser session and the refresh tokens issued in it (logout)."""
+    now = clock.now()
+    session.revoked_at = now
+    db.session.execute(update(RefreshToken).where(RefreshToken.session_id == session.id,
+                                                  RefreshToken.revoked_at.is_(None))
+                       .values(revoked_at=now).execution_options(synchronize_session=False))
+
+
+def revoke_user_sessions(user_id: int) -> int:
+    """End every browser session and refresh token of a user (reset, admin revoke, disable)."""
+    now = clock.now()
+    n = db.session.execute(update(BrowserSession).where(BrowserSession.user_id == user_id,
+                                                        BrowserSession.revoked_at.is_(None))
+                           .values(revoked_at=now).execution_options(synchronize_session=False)
+                           ).rowcount
+    db.session.execute(update(RefreshToken).where(RefreshToken.user_id == user_id,
+                                                  RefreshToken.revoked_at.is_(None))
+                       .values(revoked_at=now).execution_options(synchronize_session=False))
+    return n
+
+
+def find_refresh_token(raw: str) -> RefreshToken | None:
+    """Look a refresh token up without rotating it (introspection, revocation)."""
+    if not raw or len(raw) > 512:
+        return None
+    return db.session.scalar(select(RefreshToken).where(
+        RefreshToken.token_hash == hash_refresh_token(raw)))
+
+
+def revoke_access_token(jti: str, exp: int) -> None:
+    """Remember a revoked JWT access token until it would have expired (RFC 7009)."""
+    if db.session.get(RevokedAccessToken, jti) is None:
+        expires = datetime.fromtimestamp(exp, tz=clock.now().tzinfo)
+        db.session.add(RevokedAccessToken(jti=jti, expires_at=expires))
+
+
+def is_access_token_revoked(jti: str) -> bool:
+    return db.session.get(RevokedAccessToken, jti) is not None
+
+
+def purge_expired(now: datetime, batch: int = 1000) -> int:
+    """Delete refresh tokens past their family expiry and stale revoked-jti rows, in batches."""
+    total = 0
+    for model, column in ((RefreshToken, RefreshToken.family_expires_at),
+                          (RevokedAccessToken, RevokedAccessToken.expires_at)):
+        while True:
+            ids = db.session.scalars(select(model).where(column < now).limit(batch)).all()
+            if not ids:
+                break
+            for row in ids:
+                db.session.delete(row)
+            db.session.commit()
+            total += len(ids)
+    return total
+
+

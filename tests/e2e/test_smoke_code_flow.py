@@ -1,0 +1,21 @@
+"""The authorization code + PKCE flow through the hosted pages, as a browser and app would."""
+from conftest import make_client, make_user, query_of
+
+
+def test_code_flow_issues_tokens_after_login(app, client, auth):
+    make_user(app)
+    client_id, secret = make_client(app)
+    resp, verifier, params = auth.authorize(client_id)
+    assert resp.status_code == 302
+    assert resp.headers["Location"].startswith("/login?next=")
+    login = auth.login(next_url=None)
+    assert login.status_code == 303
+    resp = auth.code_flow(client_id, secret)
+    assert resp.status_code == 200, resp.get_json()
+    body = resp.get_json()
+    assert body["token_type"] == "Bearer"
+    assert {"access_token", "refresh_token", "id_token", "expires_in"} <= set(body)
+    info = client.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
+    assert info.status_code == 200
+    assert info.get_json()["preferred_username"] == "alice"
+    _ = query_of
