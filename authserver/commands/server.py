@@ -9,11 +9,13 @@ import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete
+from werkzeug.serving import run_simple
 
 from .. import clock, security
 from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, LoginThrottle
 from ..audit import SecurityEvent
+from ..config import Defaults
 from ..extensions import db
 from ..mail.models import OutboxMessage
 from ..oauth import services as oauth
@@ -41,11 +43,13 @@ def init_command():
 def run_command(host, port, demo):
     """Serve Authserver (the development server; use gunicorn wsgi:app in production)."""
     app = current_app._get_current_object()
+    if "AUTHSERVER_ISSUER" not in os.environ and app.config["ISSUER"] == Defaults.ISSUER:
+        app.config["ISSUER"] = f"http://{host}:{port}"
     init_schema(app)
     if demo:
         print_demo(app, seed_demo(app, port))
     click.echo(f"Authserver for issuer {app.config['ISSUER']} on http://{host}:{port}/")
-    app.run(host=host, port=port, threaded=True, debug=False, use_reloader=False)
+    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
 
 
 DEMO_USERS = (("alice", "alice@example.com", "Alice Example", False),

@@ -36,6 +36,7 @@ class _TimeoutConnection(flask_mail.Connection):
         self.timeout = timeout
 
     def configure_host(self) -> smtplib.SMTP:
+        """Flask-Mail's configure_host, plus the timeout on connect and every socket read."""
         cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
         host = cls(self.mail.server, self.mail.port, timeout=self.timeout)
         host.set_debuglevel(int(self.mail.debug))

@@ -39,33 +39,37 @@ class FakeUser:
         self.username, self.email, self.name = username, email, name
 
 
+def build_app(tmp_path: Path, index: int, overrides: dict) -> Flask:
+    """Defaults from config.py, test settings, then `overrides`; the outbox table on SQLite."""
+    app = Flask("mail_tests", instance_path=str(tmp_path / f"instance{index}"),
+                template_folder=str(ROOT / "templates"))
+    app.config.from_object(Defaults)
+    app.config.update(
+        TESTING=True, SECRET_KEY="test-secret-key-0123456789",
+        SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'mail.db'}",
+        SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 30}},
+        MAIL_TRANSPORT="memory", MAIL_DEFAULT_SENDER="Authserver <no-reply@example.com>",
+        MAIL_SENDER_THREAD=False, ORGANISATION_NAME="Example Corp",
+        ADMIN_CONTACT="the IT help desk",
+    )
+    app.config.update(overrides)
+    app.jinja_env.undefined = StrictUndefined
+    db.init_app(app)
+    mail.init_app(app)
+    with app.app_context():
+        db.metadata.create_all(db.engine, tables=[OutboxMessage.__table__])
+    sender.init_app(app)
+    return app
+
+
 @pytest.fixture
 def make_mail_app(tmp_path):
-    """Build independent apps on one SQLite file; each gets its own instance folder."""
+    """Build independent apps on one SQLite file (like processes sharing one database)."""
     apps = []
 
     def make(**overrides) -> Flask:
-        instance = tmp_path / f"instance{len(apps)}"
-        app = Flask("mail_tests", instance_path=str(instance),
-                    template_folder=str(ROOT / "templates"))
-        app.config.from_object(Defaults)
-        app.config.update(
-            TESTING=True, SECRET_KEY="test-secret-key-0123456789",
-            SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'mail.db'}",
-            SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 30}},
-            MAIL_TRANSPORT="memory", MAIL_DEFAULT_SENDER="Authserver <no-reply@example.com>",
-            MAIL_SENDER_THREAD=False, ORGANISATION_NAME="Example Corp",
-            ADMIN_CONTACT="the IT help desk",
-        )
-        app.config.update(overrides)
-        app.jinja_env.undefined = StrictUndefined
-        db.init_app(app)
-        mail.init_app(app)
-        with app.app_context():
-            db.metadata.create_all(db.engine, tables=[OutboxMessage.__table__])
-        sender.init_app(app)
-        apps.append(app)
-        return app
+        apps.append(build_app(tmp_path, len(apps), overrides))
+        return apps[-1]
 
     yield make
     for app in apps:

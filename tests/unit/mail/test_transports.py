@@ -4,6 +4,7 @@ from __future__ import annotations
 import email
 import email.policy
 import io
+import socket
 import time
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -133,3 +134,16 @@ def test_smtp_down_fails_fast_then_delivers_once_the_server_is_up(make_mail_app,
     assert sender.deliver_due(app, transport, now=later + timedelta(hours=1)) == 0
     assert len(inbox.envelopes) == 1
     assert stored(app).sent_at == later
+
+
+def test_smtp_server_that_never_answers_times_out(make_mail_app, free_port):
+    app = make_mail_app(MAIL_TRANSPORT="smtp", MAIL_SERVER="127.0.0.1", MAIL_PORT=free_port,
+                        MAIL_SUPPRESS_SEND=False, MAIL_TIMEOUT=0.5)
+    with socket.socket() as silent:  # accepts connections (backlog) but never greets
+        silent.bind(("127.0.0.1", free_port))
+        silent.listen(5)
+        queue_one(app)
+        started = time.monotonic()
+        assert sender.deliver_due(app, app.extensions[sender.TRANSPORT_EXT]) == 0
+        assert time.monotonic() - started < 3
+    assert stored(app).last_error.endswith("timed out")
