@@ -1,11 +1,11 @@
 """The application factory: config, extensions, keys, mail, OAuth server, blueprints, CLI."""
 from __future__ import annotations
 
-import logging
 import os
 import uuid
 
-from flask import Flask, g, request
+from flask import Flask, Response, abort, g, request
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -18,7 +18,9 @@ from . import models  # noqa: F401  (every table registered before Alembic or a 
 from .config import PROJECT_ROOT, check_config, load_config
 from .errors import register_error_handlers
 from .extensions import csrf, db, limiter, mail, migrate
+from .mail.sender import status as mail_status
 from .mail import sender
+from .observability import REGISTRY, init_logging, init_request_metrics
 from .oauth.discovery import bp as discovery_bp
 from .oauth.server import build_server
 from .oauth.views import bp as oauth_bp
@@ -54,6 +56,9 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.exempt(admin_api_bp)
     register_error_handlers(app)
     _init_request_hooks(app)
+    init_request_metrics(app)
+    init_logging(app)
+    _init_metrics_endpoint(app)
     sender.init_app(app)
     register_commands(app)
     return app
@@ -96,4 +101,21 @@ def _init_request_hooks(app: Flask) -> None:
             resp.headers.setdefault("Cache-Control", "no-store")
         return resp
 
-    logging.getLogger("authserver").setLevel(logging.INFO)
+
+MAIL_GAUGE = Gauge("authserver_mail_messages", "Outbox messages by state", ["state"],
+                   registry=REGISTRY)
+MAIL_AGE = Gauge("authserver_mail_oldest_queued_seconds", "Age of the oldest queued message",
+                 registry=REGISTRY)
+
+
+def _init_metrics_endpoint(app: Flask) -> None:
+    """GET /metrics (Prometheus text format) when METRICS_ENABLED; otherwise 404."""
+    @app.get("/metrics")
+    def metrics():
+        if not app.config["METRICS_ENABLED"]:
+            abort(404)
+        info = mail_status(db.session)
+        for state in ("queued", "sent", "failed"):
+            MAIL_GAUGE.labels(state=state).set(info[state])
+        MAIL_AGE.set(info["oldest_queued_age"] or 0)
+        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)

@@ -12,6 +12,7 @@ from sqlalchemy.orm import Mapped, mapped_column
 from . import clock
 from .db import UTCDateTime
 from .extensions import db
+from .observability import count_event
 
 log = logging.getLogger("authserver.audit")
 
@@ -45,4 +46,5 @@ def security_event(name: str, *, user_id: int | None = None, actor_id: int | Non
     if has_request_context() and "request_id" in g:
         line["request_id"] = g.request_id
     log.info(json.dumps(line, default=str, sort_keys=True))
+    count_event(name)
     return event

@@ -49,6 +49,8 @@ class Defaults:
     MAIL_DEFAULT_SENDER = "Authserver <no-reply@localhost>"
     MAIL_SENDER_THREAD = True
     MAIL_RETRY_MAX = 3600
+    MAIL_MAX_ATTEMPTS = 20
+    MAIL_TIMEOUT = 10
 
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
@@ -66,7 +68,8 @@ class Defaults:
 
 
 _MAIL_ENV = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL",
-             "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_TRANSPORT")
+             "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_TRANSPORT",
+             "MAIL_TIMEOUT")
 
 
 def load_config(app: Flask, overrides: dict | None) -> None:

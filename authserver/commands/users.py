@@ -2,17 +2,31 @@
 from __future__ import annotations
 
 import click
+from flask import current_app
 from flask.cli import AppGroup
 
 from ..accounts import services as accounts
 from ..admin import services as admin
 from ..errors import AuthserverError
+from ..mail import sender
 
 users = AppGroup("users", help="Create, list, reset, disable and enable users.")
 
 
 def _fail(exc: AuthserverError):
     raise click.ClickException(exc.message or str(exc))
+
+
+def _deliver_now() -> None:
+    """A CLI process has no sender thread: try the queued mail once now.
+
+    Whatever fails stays in the outbox for a server's sender to retry, so nothing is lost.
+    """
+    app = current_app._get_current_object()
+    attempted, sent = sender.send_pending(app, app.extensions[sender.TRANSPORT_EXT])
+    if attempted > sent:
+        click.echo(f"{attempted - sent} email(s) could not be sent yet; they stay queued "
+                   "and are retried (see `authserver mail status`).", err=True)
 
 
 @users.command("create")
@@ -31,6 +45,7 @@ def create(username, email, name, password, temporary, is_admin):
     except AuthserverError as exc:
         _fail(exc)
     click.echo(f"Created user {user.username} (id {user.id}, {user.email}).")
+    _deliver_now()
     if password is None:
         click.echo(f"A temporary password was emailed to {user.email}; it is valid for 7 days.")
 
@@ -56,6 +71,7 @@ def _verb(name: str, action, done: str):
             action(user, None)
         except AuthserverError as exc:
             _fail(exc)
+        _deliver_now()
         click.echo(done.format(user=user))
     command.__doc__ = done.split(":")[0]
     return command

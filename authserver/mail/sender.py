@@ -115,8 +115,13 @@ def _attempt(transport: Transport, msg: OutboxMessage, token: str,
     return 1
 
 
+REDACTED = "[delivered; the body is not kept]"
+
+
 def _record_sent(msg: OutboxMessage, token: str, now: datetime) -> None:
-    values = dict(sent_at=now, attempts=msg.attempts + 1, claimed_until=None, claim_token=None)
+    """Mark sent and drop the body: codes and temporary passwords do not stay at rest."""
+    values = dict(sent_at=now, attempts=msg.attempts + 1, claimed_until=None, claim_token=None,
+                  text=REDACTED, html=REDACTED)
     if not _update_claimed(msg.id, token, values):
         log.warning("mail #%s was delivered after its lease ran out; it may arrive twice", msg.id)
 

@@ -5,6 +5,7 @@ A transport raises on failure; the sender records the error and retries.
 from __future__ import annotations
 
 import logging
+import os
 import smtplib
 import sys
 from email.message import EmailMessage
@@ -66,7 +67,13 @@ class SmtpTransport:
 
 
 class ConsoleFileTransport:
-    """The default without MAIL_SERVER: a summary on stdout and a .eml file per message."""
+    """The default without MAIL_SERVER: a summary on stdout and a .eml file per message.
+
+    The body of a kind in WITHHELD_KINDS is not printed: the SPEC says a temporary
+    password is never shown to anyone but its user, and a console is read by others.
+    """
+
+    WITHHELD_KINDS = frozenset({"temporary_password"})
 
     def __init__(self, directory: str | Path, sender: str, stream: TextIO | None = None) -> None:
         self.directory = Path(directory)
@@ -74,17 +81,26 @@ class ConsoleFileTransport:
         self.stream = stream
 
     def deliver(self, msg: OutboxMessage) -> None:
-        """Print to, subject and text body, then write instance/mail/<time>-<id>-<kind>.eml."""
-        stream = self.stream or sys.stdout
-        print(f"--- mail #{msg.id} ({msg.kind})\nTo: {msg.to}\nSubject: {msg.subject}\n\n"
-              f"{msg.text}\n---", file=stream, flush=True)
+        """Write instance/mail/<utc-time>-<id>-<kind>.eml, then print to, subject and text."""
+        path = self._write(msg)
+        body = msg.text
+        if msg.kind in self.WITHHELD_KINDS:
+            body = f"(body not shown on the console; it is in {path})"
+        print(f"--- mail #{msg.id} ({msg.kind}) -> {path.name}\nTo: {msg.to}\n"
+              f"Subject: {msg.subject}\n\n{body.rstrip()}\n---",
+              file=self.stream or sys.stdout, flush=True)
+
+    def _write(self, msg: OutboxMessage) -> Path:
         self.directory.mkdir(parents=True, exist_ok=True)
         stamp = clock.now().strftime("%Y%m%dT%H%M%SZ")
         path = self.directory / f"{stamp}-{msg.id}-{msg.kind}.eml"
-        tmp = path.with_suffix(".tmp")
-        tmp.write_bytes(bytes(to_email_message(msg, self.sender)))
+        tmp = path.with_name(path.name + ".tmp")
+        # 0600: the file holds codes and passwords, like the mailbox it stands in for.
+        with os.fdopen(os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600), "wb") as fh:
+            fh.write(bytes(to_email_message(msg, self.sender)))
         tmp.replace(path)
         log.info("mail #%s (%s) written to %s", msg.id, msg.kind, path)
+        return path
 
 
 class MemoryTransport:

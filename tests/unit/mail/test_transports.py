@@ -147,3 +147,21 @@ def test_smtp_server_that_never_answers_times_out(make_mail_app, free_port):
         assert sender.deliver_due(app, app.extensions[sender.TRANSPORT_EXT]) == 0
         assert time.monotonic() - started < 3
     assert stored(app).last_error.endswith("timed out")
+
+
+def test_console_never_prints_a_temporary_password_but_the_file_has_it(make_mail_app):
+    app = make_mail_app(MAIL_TRANSPORT="console")
+    stream = io.StringIO()
+    transport = ConsoleFileTransport(Path(app.instance_path, "mail"), "a@example.com",
+                                     stream=stream)
+    with app.app_context():
+        outbox.queue(Draft(to="bob@example.com", subject="Your temporary password",
+                           text="Password:\n\nS3cret-Temp-Pw\n", html="<p>S3cret-Temp-Pw</p>",
+                           kind="temporary_password"))
+        db.session.commit()
+    assert sender.deliver_due(app, transport) == 1
+    assert "S3cret-Temp-Pw" not in stream.getvalue()
+    assert "Subject: Your temporary password" in stream.getvalue()
+    (path,) = Path(app.instance_path, "mail").glob("*-temporary_password.eml")
+    assert "S3cret-Temp-Pw" in parts_of(path.read_bytes())["text/plain"]
+    assert path.stat().st_mode & 0o777 == 0o600

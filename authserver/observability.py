@@ -1,0 +1,75 @@
+"""Prometheus metrics and JSON log lines with the request id; never a secret in either."""
+from __future__ import annotations
+
+import json
+import logging
+import time
+
+from flask import Flask, g, has_request_context, request
+from prometheus_client import CollectorRegistry, Counter, Histogram
+
+REGISTRY = CollectorRegistry(auto_describe=True)
+REQUESTS = Counter("authserver_http_requests_total", "HTTP requests by endpoint and status",
+                   ["endpoint", "method", "status"], registry=REGISTRY)
+LATENCY = Histogram("authserver_http_request_seconds", "Request latency by endpoint",
+                    ["endpoint"], registry=REGISTRY,
+                    buckets=(.002, .005, .01, .025, .05, .1, .25, .5, 1, 2.5))
+TOKENS = Counter("authserver_tokens_issued_total", "Tokens issued by grant type", ["grant_type"],
+                 registry=REGISTRY)
+EVENTS = Counter("authserver_security_events_total",
+                 "Security events (login_failed, refresh_reuse, reset_requested, ...)", ["name"],
+                 registry=REGISTRY)
+
+
+def count_event(name: str) -> None:
+    EVENTS.labels(name=name).inc()
+
+
+def count_token(grant_type: str) -> None:
+    TOKENS.labels(grant_type=grant_type if grant_type in (
+        "authorization_code", "refresh_token", "client_credentials") else "other").inc()
+
+
+def init_request_metrics(app: Flask) -> None:
+    """Time every request; label by endpoint name (bounded), never by raw path."""
+    @app.before_request
+    def _start_timer():
+        g.request_started = time.perf_counter()
+
+    @app.after_request
+    def _observe(resp):
+        endpoint = request.endpoint or "unmatched"
+        started = g.get("request_started")
+        if started is not None:
+            LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
+        REQUESTS.labels(endpoint=endpoint, method=request.method,
+                        status=str(resp.status_code)).inc()
+        if endpoint == "oauth.token" and resp.status_code == 200:
+            count_token(request.form.get("grant_type", ""))
+        return resp
+
+
+class JsonFormatter(logging.Formatter):
+    """One JSON object per line: time, level, logger, message, request id."""
+
+    def format(self, record: logging.LogRecord) -> str:
+        line = {"ts": self.formatTime(record, "%Y-%m-%dT%H:%M:%S"), "level": record.levelname,
+                "logger": record.name, "message": record.getMessage()}
+        if has_request_context():
+            line["request_id"] = g.get("request_id")
+            line["path"] = request.path
+        if record.exc_info:
+            line["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+        return json.dumps(line, default=str)
+
+
+def init_logging(app: Flask) -> None:
+    """JSON lines on stderr for the authserver loggers (left alone under tests)."""
+    logger = logging.getLogger("authserver")
+    logger.setLevel(logging.INFO)
+    if app.testing or any(isinstance(h.formatter, JsonFormatter) for h in logger.handlers):
+        return
+    handler = logging.StreamHandler()
+    handler.setFormatter(JsonFormatter())
+    logger.addHandler(handler)
+    logger.propagate = False
