@@ -4,7 +4,7 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
@@ -17,8 +17,16 @@ def _new_sub() -> str:
     return str(uuid.uuid4())
 
 
+def _trigram(name: str, column: str) -> Index:
+    """A pg_trgm GIN index for partial, case-insensitive search (a plain index elsewhere)."""
+    return Index(name, column, postgresql_using="gin", postgresql_ops={column: "gin_trgm_ops"})
+
+
 class User(db.Model):
     __tablename__ = "users"
+    __table_args__ = (_trigram("ix_users_username_trgm", "username_key"),
+                      _trigram("ix_users_email_trgm", "email_key"),
+                      _trigram("ix_users_name_trgm", "name_key"))
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sub: Mapped[str] = mapped_column(String(36), unique=True, default=_new_sub)
@@ -27,6 +35,7 @@ class User(db.Model):
     email: Mapped[str] = mapped_column(String(320))
     email_key: Mapped[str] = mapped_column(String(320), unique=True)
     name: Mapped[str] = mapped_column(String(200), default="")
+    name_key: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(32), default=AccountState.ACTIVE.value, index=True)
     temp_password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

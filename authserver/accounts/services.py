@@ -66,6 +66,7 @@ def new_user(username: str, email: str, name: str = "", *, admin: bool = False) 
         raise UserInvalid("A user with that user name or email address already exists.")
     user = User(username=username, username_key=username.lower(), email=email,
                 email_key=email.lower(), name=(name or username).strip()[:200],
+                name_key=(name or username).strip()[:200].lower(),
                 roles="admin" if admin else "", state=AccountState.ACTIVE.value,
                 recovery_codes=[], created_at=clock.now())
     db.session.add(user)
@@ -186,7 +187,7 @@ def find_users(q: str = "", *, limit: int = 20, offset: int = 0) -> tuple[list[U
         like = f"%{_escape_like(q)}%"
         stmt = stmt.where(or_(User.username_key.like(like, escape="\\"),
                               User.email_key.like(like, escape="\\"),
-                              db.func.lower(User.name).like(like, escape="\\")))
+                              User.name_key.like(like, escape="\\")))
     total = db.session.scalar(select(db.func.count()).select_from(stmt.subquery()))
     users = db.session.scalars(stmt.order_by(User.username_key).limit(limit).offset(offset)).all()
     return list(users), int(total or 0)
