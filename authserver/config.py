@@ -114,6 +114,7 @@ def _derive(app: Flask) -> None:
     cfg["SESSION_COOKIE_SECURE"] = secure
     cfg["SESSION_COOKIE_HTTPONLY"] = True
     cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
+    cfg["PERMANENT_SESSION_LIFETIME"] = int(cfg["REFRESH_TOKEN_TTL"])
     cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _instance_secret(app)

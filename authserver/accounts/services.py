@@ -7,6 +7,7 @@ from datetime import datetime, timedelta
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import or_, select, update
+from sqlalchemy.exc import IntegrityError
 
 from .. import clock, security
 from ..audit import security_event
@@ -101,17 +102,23 @@ def check_throttle(login: str, now: datetime) -> None:
 
 
 def record_failure(login: str, now: datetime) -> None:
-    """Count a failure; from the 5th in a row, lock for a delay that doubles each time."""
+    """Count a failure; from the 5th in a row, lock for a delay that doubles each time.
+
+    The counter moves with one atomic UPDATE, so concurrent failures on any number of
+    processes are all counted.
+    """
     cfg = current_app.config
     key = _throttle_key(login)
-    row = db.session.get(LoginThrottle, key)
-    if row is None:
-        row = LoginThrottle(key_hash=key, failures=0, updated_at=now)
-        db.session.add(row)
-        db.session.flush()
-    db.session.execute(update(LoginThrottle).where(LoginThrottle.key_hash == key)
-                       .values(failures=LoginThrottle.failures + 1, updated_at=now))
-    db.session.refresh(row)
+    bump = (update(LoginThrottle).where(LoginThrottle.key_hash == key)
+            .values(failures=LoginThrottle.failures + 1, updated_at=now)
+            .execution_options(synchronize_session=False))
+    if db.session.execute(bump).rowcount == 0:
+        try:
+            with db.session.begin_nested():
+                db.session.add(LoginThrottle(key_hash=key, failures=1, updated_at=now))
+        except IntegrityError:
+            db.session.execute(bump)
+    row = db.session.get(LoginThrottle, key, populate_existing=True)
     over = row.failures - int(cfg["LOGIN_MAX_FAILURES"])
     if over >= 0:
         delay = min(int(cfg["LOGIN_THROTTLE_BASE"]) * 2 ** over, int(cfg["LOGIN_THROTTLE_MAX"]))
