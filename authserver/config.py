@@ -43,7 +43,7 @@ class Defaults:
     ACCESS_TOKEN_ALG = "RS256"
     ID_TOKEN_ALG = "RS256"
     ORGANISATION_NAME = "your organisation"
-    ADMIN_CONTACT = "your organisation's administrator"
+    ADMIN_CONTACT = "the administrator"
 
     MAIL_TRANSPORT = None  # smtp when MAIL_SERVER is set, else console
     MAIL_DEFAULT_SENDER = "Authserver <no-reply@localhost>"
