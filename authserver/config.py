@@ -54,6 +54,10 @@ class Defaults:
 
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
+    # A Redis outage must not take sign-in down: limits fail open (logged); the login
+    # throttle and code tries live in the database and still hold.
+    RATELIMIT_SWALLOW_ERRORS = True
+    RATELIMIT_STORAGE_TIMEOUT = 1
     RATELIMIT_LOGIN = "30 per minute"
     RATELIMIT_FORGOT = "20 per minute"
     RATELIMIT_TOKEN = "6000 per minute"
@@ -65,6 +69,7 @@ class Defaults:
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session cookie
     MAX_CONTENT_LENGTH = 1024 * 1024
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
+    DATABASE_CONNECT_TIMEOUT = 5  # a request fails with 503 instead of hanging on a dead host
 
 
 _MAIL_ENV = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL",
@@ -107,6 +112,13 @@ def _derive(app: Flask) -> None:
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     if url.startswith("sqlite"):
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+    else:
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = _server_engine_options(cfg, url)
+    if str(cfg["RATELIMIT_STORAGE_URI"]).startswith("redis"):
+        timeout = float(cfg["RATELIMIT_STORAGE_TIMEOUT"])
+        cfg["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": timeout,
+                                            "socket_timeout": timeout,
+                                            **(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {})}
     if not cfg.get("MAIL_TRANSPORT"):
         cfg["MAIL_TRANSPORT"] = "smtp" if cfg.get("MAIL_SERVER") else "console"
     secure = cfg["ISSUER"].startswith("https://")
@@ -118,6 +130,17 @@ def _derive(app: Flask) -> None:
     cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _instance_secret(app)
+
+
+def _server_engine_options(cfg, url: str) -> dict:
+    """pool_pre_ping always (stale connections after a database restart are replaced), and a
+    connect timeout unless the URL sets one, so an unreachable database never hangs a worker."""
+    options = {**(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}), "pool_pre_ping": True}
+    if "connect_timeout=" not in url:
+        connect_args = dict(options.get("connect_args") or {})
+        connect_args.setdefault("connect_timeout", int(cfg["DATABASE_CONNECT_TIMEOUT"]))
+        options["connect_args"] = connect_args
+    return options
 
 
 def _instance_secret(app: Flask) -> str:

@@ -24,8 +24,12 @@ def init_schema(app: Flask) -> None:
                 finally:
                     conn.execute(text("SELECT pg_advisory_unlock(:id)"), {"id": PG_LOCK_ID})
                     conn.commit()
-            return
-        lock_path = os.path.join(app.instance_path, ".schema.lock")
-        with open(lock_path, "w") as lock:
-            fcntl.flock(lock, fcntl.LOCK_EX)
-            upgrade()
+        else:
+            lock_path = os.path.join(app.instance_path, ".schema.lock")
+            with open(lock_path, "w") as lock:
+                fcntl.flock(lock, fcntl.LOCK_EX)
+                upgrade()
+        # No pooled connection outlives this call: a server started with
+        # `gunicorn --preload` must not hand one socket to every forked worker.
+        if db.engine.url.database not in (None, "", ":memory:"):
+            db.engine.dispose()

@@ -87,15 +87,15 @@ def clean_query(q: str | None) -> str:
 def _matching(q: str) -> ColumnElement[bool] | None:
     """Partial, case-insensitive match on user name, email or display name.
 
-    Each branch is `<lowercase column> LIKE '%q%'`, the form a pg_trgm GIN index on
-    username_key, email_key and lower(name) serves (see the index note in the README).
+    Each branch is `<lowercase key column> LIKE '%q%'`, the form the pg_trgm GIN indexes
+    on username_key, email_key and name_key serve (a bitmap OR of three index scans).
     """
     q = clean_query(q)
     if not q:
         return None
     like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     return or_(User.username_key.like(like, escape="\\"), User.email_key.like(like, escape="\\"),
-               func.lower(User.name).like(like, escape="\\"))
+               User.name_key.like(like, escape="\\"))
 
 
 def search_users(q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[User], bool]:
@@ -155,12 +155,12 @@ def licensed_client_ids(user: User) -> list[str]:
 def user_profile(user: User, events: int = 20) -> Profile:
     """State, sessions, licences and the latest security events of one user."""
     granted = set(db.session.scalars(select(Licence.client_id).where(Licence.user_id == user.id)))
-    clients = db.session.scalars(select(Client).where(
-        or_(Client.requires_licence.is_(True), Client.id.in_(granted))).order_by(Client.name))
+    clients = db.session.scalars(select(Client).where(or_(
+        Client.requires_licence.is_(True), Client.id.in_(sorted(granted)))).order_by(Client.name))
     rows, _ = list_events(user_id=user.id, before=None, limit=events)
     actor_ids = {e.actor_id for e in rows if e.actor_id is not None}
     actors = dict(db.session.execute(select(User.id, User.username).where(
-        User.id.in_(actor_ids))).tuples().all()) if actor_ids else {}
+        User.id.in_(sorted(actor_ids)))).all()) if actor_ids else {}
     return Profile(user=user, active_sessions=count_active_sessions(user),
                    licences=[(c, c.id in granted) for c in clients], events=rows, actors=actors)
 
@@ -259,7 +259,7 @@ def revoke_sessions(user: User, actor_id: int | None, client_id: str | None = No
 
 
 def set_licence(user: User, client_id: str, granted: bool, actor_id: int | None,
-                via_client: str | None = None) -> None:
+                via_client: str | None = None) -> Client:
     """Grant or remove a user's licence for a client; doing it twice changes nothing more."""
     client = oauth.query_client(client_id)
     if client is None:
@@ -274,3 +274,4 @@ def set_licence(user: User, client_id: str, granted: bool, actor_id: int | None,
                    actor_id=actor_id, client_id=client.client_id,
                    **({"via_client": via_client} if via_client else {}))
     db.session.commit()
+    return client

@@ -1,21 +1,23 @@
 """`authserver init`, `authserver run [--demo]`, `authserver purge`."""
 from __future__ import annotations
 
+import importlib.util
 import json
 import os
+import threading
 from datetime import timedelta
 
 import click
 from flask import current_app
 from flask.cli import with_appcontext
 from sqlalchemy import delete
-from werkzeug.serving import run_simple
+from werkzeug.serving import make_server, run_simple
 
 from .. import clock, security
 from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, LoginThrottle
 from ..audit import SecurityEvent
-from ..config import Defaults
+from ..config import PROJECT_ROOT, Defaults
 from ..extensions import db
 from ..mail.models import OutboxMessage
 from ..oauth import services as oauth
@@ -38,7 +40,8 @@ def init_command():
 @click.command("run")
 @click.option("--host", default="127.0.0.1", show_default=True)
 @click.option("--port", default=5000, show_default=True, type=int)
-@click.option("--demo", is_flag=True, help="Seed a demo app and demo users first.")
+@click.option("--demo", is_flag=True,
+              help="Seed a demo app and demo users first, and serve the demo app on port + 1.")
 @with_appcontext
 def run_command(host, port, demo):
     """Serve Authserver (the development server; use gunicorn wsgi:app in production)."""
@@ -46,10 +49,17 @@ def run_command(host, port, demo):
     if "AUTHSERVER_ISSUER" not in os.environ and app.config["ISSUER"] == Defaults.ISSUER:
         app.config["ISSUER"] = f"http://{host}:{port}"
     init_schema(app)
+    stop_demo = None
     if demo:
-        print_demo(app, seed_demo(app, port))
+        data = seed_demo(app, port)
+        print_demo(app, data)
+        stop_demo = start_demo_app(app, data, host, port + 1)
     click.echo(f"Authserver for issuer {app.config['ISSUER']} on http://{host}:{port}/")
-    run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    try:
+        run_simple(host, port, app, threaded=True, use_reloader=False, use_debugger=False)
+    finally:
+        if stop_demo:
+            stop_demo()
 
 
 DEMO_USERS = (("alice", "alice@example.com", "Alice Example", False),
@@ -71,12 +81,15 @@ def seed_demo(app, port: int) -> dict:
             accounts.set_password(user, password)
             db.session.commit()
             users[username] = password
-    if "client" not in data or oauth.query_client(data["client"]["client_id"]) is None:
-        base = f"http://127.0.0.1:{port + 1}"
+    base = f"http://127.0.0.1:{port + 1}"
+    known = data.get("client") or {}
+    # A new port means a new redirect URI: register a client for it rather than edit one.
+    if known.get("base") != base or oauth.query_client(known.get("client_id")) is None:
         client, secret = oauth.create_client(
             "Demo app", [f"{base}/callback"], post_logout_redirect_uris=[f"{base}/"])
         data["client"] = {"client_id": client.client_id, "client_secret": secret,
                           "redirect_uri": f"{base}/callback", "base": base}
+    data["issuer"] = app.config["ISSUER"]
     fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
     with os.fdopen(fd, "w") as fh:
         json.dump(data, fh, indent=2)
@@ -95,6 +108,32 @@ def print_demo(app, data: dict) -> None:
     click.echo(f"  redirect_uri={c['redirect_uri']}")
     click.echo(f"  discovery: {issuer}/.well-known/openid-configuration")
     click.echo("Mail goes to the console and to instance/mail/*.eml.\n")
+
+
+DEMO_APP = PROJECT_ROOT / "examples" / "demo_app" / "app.py"
+
+
+def start_demo_app(app, data: dict, host: str, port: int):
+    """Serve examples/demo_app in a thread of this process; returns the function that stops it.
+
+    A thread, not a subprocess: it ends with the issuer whatever way the issuer ends.
+    """
+    if not DEMO_APP.exists():
+        click.echo(f"(No demo app at {DEMO_APP}: run the issuer from a checkout to get one.)")
+        return None
+    spec = importlib.util.spec_from_file_location("authserver_demo_app", DEMO_APP)
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    demo = module.create_app({**data["client"], "issuer": app.config["ISSUER"]})
+    server = make_server(host, port, demo, threaded=True)
+    thread = threading.Thread(target=server.serve_forever, name="demo-app", daemon=True)
+    thread.start()
+    click.echo(f"Demo app: open {data['client']['base']}/ and sign in as alice")
+
+    def stop():
+        server.shutdown()
+        thread.join(5)
+    return stop
 
 
 @click.command("purge")

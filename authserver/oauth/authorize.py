@@ -7,10 +7,11 @@ from urllib.parse import urlencode
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
-from flask import redirect, render_template, request, url_for
+from flask import g, redirect, render_template, request, url_for
 
 from .. import clock
 from ..accounts import login_flow
+from ..accounts.states import can_use_tokens
 from ..audit import security_event
 from ..extensions import db
 from . import services
@@ -50,7 +51,12 @@ def authorize_request(params: dict | None, consent: bool | None = None):
 
 
 def refresh_request(args):
-    """/refresh: an authorization request with the client's defaults (SPEC section 2)."""
+    """/refresh: an authorization request with the client's defaults (SPEC section 2).
+
+    The redirect URI is checked before anything else, so a bad link never redirects. A
+    browser session whose account can no longer use tokens (a state set without ending its
+    sessions) goes through the login page, which shows the page for that state.
+    """
     client = services.query_client(args.get("client_id"))
     if client is None:
         return error_page("Unknown application", "This sign-in link names an application that "
@@ -67,6 +73,9 @@ def refresh_request(args):
     if not args.get("state"):
         security_event("refresh_without_state", client_id=client.client_id)
         db.session.commit()
+    bs = login_flow.current_session()
+    if bs is not None and not can_use_tokens(bs.user):
+        return _to_login(params)
     return authorize_request(params)
 
 
@@ -81,9 +90,11 @@ def _too_old(bs, max_age) -> bool:
 
 
 def _to_login(params: dict | None):
-    """Send the browser to /login, to come back here without prompt=login (no loop)."""
+    """Send the browser to /login, to come back here without prompt=login or max_age: the
+    sign-in satisfies both, and max_age=0 would otherwise send the user back forever."""
     if params is None:
-        args = [(k, v) for k, v in request.args.items(multi=True) if k != "prompt"]
+        args = [(k, v) for k, v in request.args.items(multi=True)
+                if k not in ("prompt", "max_age")]
         target = url_for("oauth.authorize") + "?" + urlencode(args)
     else:
         target = request.full_path
@@ -118,11 +129,15 @@ def error_page(title: str, message: str, status: int = 400):
     return render_template("oauth/error.html", title=title, message=message), status
 
 
-def loop_page(client_id: str | None):
-    security_event("redirect_loop", client_id=(client_id or "")[:64])
+def loop_page(client_id: str | None, *, cookies_blocked: bool = False):
+    """SPEC section 7: a page (200, no redirect) that explains and offers a clean sign-in."""
+    reason = g.get("loop_reason") or "too_many_round_trips"
+    security_event("redirect_loop", client_id=(client_id or "")[:64], reason=reason,
+                   cookies=not cookies_blocked)
     db.session.commit()
     client = services.query_client(client_id)
-    return render_template("errors/loop.html", client=client, form=RestartForm()), 200
+    return render_template("errors/loop.html", client=client, form=RestartForm(),
+                           reason=reason, cookies_blocked=cookies_blocked), 200
 
 
 def form_expired():

@@ -1,6 +1,7 @@
 """RFC 7009 revocation and RFC 7662 introspection over our two token kinds."""
 from __future__ import annotations
 
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _Revocation
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _Introspection
 
@@ -48,8 +49,18 @@ def query_any_token(token_string: str, hint: str | None):
     return None
 
 
+def check_token_param(request) -> None:
+    """Only `token` is required. An unknown token_type_hint is ignored (RFC 7009 section 2.1,
+    RFC 7662 section 2.1) rather than Authlib's 401 without a WWW-Authenticate header."""
+    if not request.form.get("token"):
+        raise InvalidRequestError("Missing 'token'.")
+
+
 class RevocationEndpoint(_Revocation):
     CLIENT_AUTH_METHODS = CLIENT_AUTH
+
+    def check_params(self, request, client):
+        check_token_param(request)
 
     def query_token(self, token_string, token_type_hint):
         return query_any_token(token_string, token_type_hint)
@@ -65,6 +76,9 @@ class RevocationEndpoint(_Revocation):
 
 class IntrospectionEndpoint(_Introspection):
     CLIENT_AUTH_METHODS = ["client_secret_basic", "client_secret_post"]
+
+    def check_params(self, request, client):
+        check_token_param(request)
 
     def query_token(self, token_string, token_type_hint):
         return query_any_token(token_string, token_type_hint)

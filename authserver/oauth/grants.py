@@ -69,8 +69,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        return tokens.claim_refresh_token(refresh_token, self.request.payload.client_id
-                                          or self.request.client.get_client_id())
+        """The token must belong to the authenticated client, never to a client_id in the body."""
+        return tokens.claim_refresh_token(refresh_token, self.request.client.get_client_id())
 
     def authenticate_user(self, refresh_token):
         return _usable_user(refresh_token.user_id)

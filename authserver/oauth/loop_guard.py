@@ -1,48 +1,205 @@
 """Redirect-loop detection for /authorize and /refresh (SPEC section 7, story 5).
 
-Round trips are counted per browser and client in the signed session cookie; the
-(LOOP_MAX_TRIPS + 1)th trip inside LOOP_WINDOW seconds, or a /refresh that brings back, inside
-the window, a state it already brought, ends on the loop page instead of another redirect.
+A round trip is a response that sends the browser back to the app: a code or an error at its
+redirect_uri. A trip to the login page is not one, because the user sees a page there. Round
+trips are counted per browser and client in two places:
+
+- the signed session cookie: free, and shared by every process of the issuer;
+- the rate-limit storage (memory, or Redis when several processes serve one issuer), keyed on
+  a browser id kept in that cookie. It counts tabs racing each other exactly (the cookie is
+  last-write-wins), and it still counts when the browser keeps sending an old cookie but drops
+  every new one (a full cookie jar, an extension, a proxy): the id then comes from the old
+  cookie itself, so it stays the same.
+
+A request with no cookie at all is a first visit or a browser that blocks our cookies. It is
+counted under a key made of the client address, User-Agent, Accept-Language and client, and
+only at the moment it would bounce straight back to the app (prompt=none failing, an invalid
+request): a first visit that goes to the login page is never counted, so people behind one
+NAT do not trip each other on ordinary sign-ins.
+
+The (LOOP_MAX_TRIPS + 1)th round trip inside LOOP_WINDOW seconds, or a /refresh that brings
+back a state already sent back to the app, ends on the loop page instead of a redirect.
 """
 from __future__ import annotations
 
-from flask import current_app, session
+import logging
+from functools import partial
+from urllib.parse import urlsplit
+
+from flask import after_this_request, current_app, g, make_response, request, session
+from limits import RateLimitItemPerSecond
+from limits.storage import Storage, storage_from_string
+from limits.strategies import MovingWindowRateLimiter
 
 from .. import clock, security
+from .authorize import loop_page
+
+log = logging.getLogger("authserver.loop_guard")
 
 MAX_STATES = 8
+MAX_CLIENTS = 5
+REDIRECTS = (301, 302, 303, 307, 308)
 
 
 def record_trip(client_id: str | None, state: str | None = None, *, check_state: bool = False
                 ) -> bool:
-    """Count one round trip; True when this trip closes a loop."""
+    """True when this browser already made too many round trips (the caller shows the loop page).
+
+    Otherwise the response is inspected once it is built: a redirect back to the app is
+    counted, and a cookieless one that closes a loop is replaced by the loop page.
+    """
     if not client_id or not isinstance(client_id, str):
         return False
-    cfg = current_app.config
-    now = clock.now().timestamp()
-    window = float(cfg["LOOP_WINDOW"])
-    trips = dict(session.get("trips") or {})
-    entry = trips.get(client_id[:64]) or {"t": [], "s": []}
-    times = [t for t in entry.get("t", []) if now - t < window]
-    states = [s for s in entry.get("s", []) if now - s[1] < window]
-    looped = len(times) >= int(cfg["LOOP_MAX_TRIPS"])
-    if check_state and state:
-        digest = security.keyed_hash(state, "loop-state")[:16]
-        looped = looped or any(s[0] == digest for s in states)
-        states = (states + [[digest, now]])[-MAX_STATES:]
-    times.append(now)
-    trips[client_id[:64]] = {"t": times[-(int(cfg["LOOP_MAX_TRIPS"]) + 2):], "s": states}
-    if len(trips) > 20:
-        trips = dict(list(trips.items())[-20:])
-    session["trips"] = trips
-    return looped
+    client_key = client_id[:64]
+    digest = _state_digest(state) if check_state and state else None
+    browser = _browser_key()
+    after_this_request(partial(_after_response, client_key, digest, browser))
+    if browser is None:
+        return False
+    g.loop_reason = _loop_reason(browser, client_key, digest, _cookie_entry(client_key))
+    return g.loop_reason is not None
 
 
 def reset_trips(client_id: str | None = None) -> None:
     """Start clean (the loop page's button)."""
     if client_id and "trips" in session:
-        trips = dict(session["trips"])
-        trips.pop(client_id, None)
+        trips = _load()
+        trips["c"].pop(client_id[:64], None)
         session["trips"] = trips
     else:
         session.pop("trips", None)
+
+
+def _after_response(client_key: str, digest: str | None, browser: str | None, response):
+    if not _is_round_trip(response):
+        return response
+    if browser is None:
+        anonymous = _anonymous_key(client_key)
+        reason = _loop_reason(anonymous, client_key, digest, {"t": [], "s": []})
+        if reason:
+            g.loop_reason = reason
+            return make_response(loop_page(client_key, cookies_blocked=True))
+        _server_record(anonymous, client_key, digest)
+        browser = _browser_key(assign=True)
+    _cookie_record(client_key, digest)
+    _server_record(browser, client_key, digest)
+    return response
+
+
+def _is_round_trip(response) -> bool:
+    """A redirect to an absolute URI leaves the issuer (our own redirects are relative)."""
+    if response.status_code not in REDIRECTS:
+        return False
+    return bool(urlsplit(response.headers.get("Location", "")).scheme)
+
+
+def _loop_reason(key: str, client_key: str, digest: str | None, entry: dict) -> str | None:
+    cfg = current_app.config
+    now = clock.now().timestamp()
+    window = float(cfg["LOOP_WINDOW"])
+    recent = [t for t in entry.get("t", []) if now - t < window]
+    if len(recent) >= int(cfg["LOOP_MAX_TRIPS"]) or not _server_allows(key, client_key):
+        return "too_many_round_trips"
+    if digest and (any(s[0] == digest and now - s[1] < window for s in entry.get("s", []))
+                   or _server_seen_state(key, client_key, digest)):
+        return "state_replayed"
+    return None
+
+
+# --- the browser's identity --------------------------------------------------------------------
+
+def _browser_key(assign: bool = False) -> str | None:
+    """The browser id from our cookie; None when the request carries no cookie of ours."""
+    raw = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
+    trips = _load()
+    if not trips.get("b") and (raw or assign):
+        # Derived from the cookie it came in, so a browser that never stores our new cookies
+        # keeps the same id on every trip.
+        trips["b"] = security.keyed_hash(raw or security.random_token(16), "loop-bid")[:24]
+        session["trips"] = trips
+    return "b:" + trips["b"] if trips.get("b") else None
+
+
+def _anonymous_key(client_key: str) -> str:
+    parts = (request.remote_addr or "", request.user_agent.string[:300],
+             request.headers.get("Accept-Language", "")[:100], client_key)
+    return "a:" + security.keyed_hash("\x00".join(parts), "loop-anon")[:32]
+
+
+def _state_digest(state: str) -> str:
+    return security.keyed_hash(state[:512], "loop-state")[:16]
+
+
+# --- the cookie counter --------------------------------------------------------------------------
+
+def _load() -> dict:
+    trips = session.get("trips")
+    if not isinstance(trips, dict) or not isinstance(trips.get("c"), dict):
+        return {"b": None, "c": {}}
+    return {"b": trips.get("b"), "c": dict(trips["c"])}
+
+
+def _cookie_entry(client_key: str) -> dict:
+    entry = _load()["c"].get(client_key)
+    return entry if isinstance(entry, dict) else {"t": [], "s": []}
+
+
+def _cookie_record(client_key: str, digest: str | None) -> None:
+    """Add one trip; keep only what is inside the window, so the cookie stays small."""
+    cfg = current_app.config
+    now = round(clock.now().timestamp(), 1)
+    window = float(cfg["LOOP_WINDOW"])
+    trips = _load()
+    entry = _cookie_entry(client_key)
+    times = [t for t in entry.get("t", []) if now - t < window] + [now]
+    states = [s for s in entry.get("s", []) if now - s[1] < window]
+    if digest:
+        states = (states + [[digest, now]])[-MAX_STATES:]
+    trips["c"].pop(client_key, None)
+    trips["c"][client_key] = {"t": times[-(int(cfg["LOOP_MAX_TRIPS"]) + 1):], "s": states}
+    trips["c"] = dict(list(trips["c"].items())[-MAX_CLIENTS:])
+    session["trips"] = trips
+
+
+# --- the server-side counter ---------------------------------------------------------------------
+# Failures of the storage (Redis down) are logged and let the request through: the cookie
+# counter still works, and refusing every sign-in would be worse than a missed loop.
+
+def _storage() -> Storage:
+    storage = current_app.extensions.get("authserver.loop_storage")
+    if storage is None:
+        storage = storage_from_string(current_app.config["RATELIMIT_STORAGE_URI"])
+        current_app.extensions["authserver.loop_storage"] = storage
+    return storage
+
+
+def _item() -> RateLimitItemPerSecond:
+    cfg = current_app.config
+    return RateLimitItemPerSecond(int(cfg["LOOP_MAX_TRIPS"]), int(cfg["LOOP_WINDOW"]),
+                                  namespace="LOOP")
+
+
+def _server_allows(key: str, client_key: str) -> bool:
+    try:
+        return MovingWindowRateLimiter(_storage()).test(_item(), key, client_key)
+    except Exception:  # noqa: BLE001 (see the note above)
+        log.warning("loop guard storage unavailable", exc_info=True)
+        return True
+
+
+def _server_seen_state(key: str, client_key: str, digest: str) -> bool:
+    try:
+        return _storage().get(f"LOOP/state/{key}/{client_key}/{digest}") > 0
+    except Exception:  # noqa: BLE001
+        log.warning("loop guard storage unavailable", exc_info=True)
+        return False
+
+
+def _server_record(key: str, client_key: str, digest: str | None) -> None:
+    try:
+        MovingWindowRateLimiter(_storage()).hit(_item(), key, client_key)
+        if digest:
+            _storage().incr(f"LOOP/state/{key}/{client_key}/{digest}",
+                            int(current_app.config["LOOP_WINDOW"]))
+    except Exception:  # noqa: BLE001
+        log.warning("loop guard storage unavailable", exc_info=True)

@@ -4,6 +4,7 @@ from __future__ import annotations
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Flask, current_app, request
 
@@ -42,6 +43,7 @@ def build_server(app: Flask) -> AuthorizationServer:
     server = AuthorizationServer()
     server.init_app(app, query_client=services.query_client, save_token=_no_save)
     server.register_token_generator("default", AccessTokenGenerator())
+    server.register_client_auth_method("client_secret_basic", _client_secret_basic)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True),
                                                    OpenIDCode(require_nonce=False)])
     server.register_grant(RefreshTokenGrant)
@@ -50,6 +52,15 @@ def build_server(app: Flask) -> AuthorizationServer:
     server.register_endpoint(IntrospectionEndpoint)
     app.extensions["authserver.oauth_server"] = server
     return server
+
+
+def _client_secret_basic(query_client, request):
+    """Authlib's client_secret_basic, reading undecodable (non-UTF-8) credentials as none,
+    so they end in 401 invalid_client instead of a 500 (Authlib lets UnicodeDecodeError out)."""
+    try:
+        return authenticate_client_secret_basic(query_client, request)
+    except UnicodeDecodeError:
+        return None
 
 
 def _no_save(token, request):

@@ -1,19 +1,24 @@
 """Verification-code rules: 6 digits, single use, TTL, 5 wrong tries, newest supersedes.
 
 Every counter moves with a conditional UPDATE, so concurrent requests on any number of
-processes cannot add a sixth try or use a code twice.
+processes cannot add a sixth try or use a code twice. A name with no code to check (no
+account, or one that may not reset) is answered by the same rules, counted on the typed
+name, so the confirm page says the same things whether or not the account exists.
 """
 from __future__ import annotations
 
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import func, select, update
 
 from .. import security
 from ..errors import AuthserverError
 from ..extensions import db
-from .models import ResetCode
+from .models import CodeSend, ResetCode
+
+NOT_VALID = "This code is not valid. Check it, or ask for a new one."
+DEAD = "Too many wrong tries on this code. Ask for a new code."
 
 
 class CodeRejected(AuthserverError):
@@ -28,12 +33,26 @@ def _digest(user_id: int, code: str) -> str:
     return security.keyed_hash(f"{user_id}:{code}", "reset_code")
 
 
-def issue_code(user, now: datetime) -> str:
-    """A fresh code for the user; any earlier live code stops working."""
+def send_key(login: str) -> str:
+    """The send log's key for a typed name (normalised), never the name itself."""
+    return security.keyed_hash(security.normalise_login(login), "code-send")
+
+
+def _try_key(login: str) -> str:
+    return security.keyed_hash(security.normalise_login(login), "code-try")
+
+
+def void_codes(user, now: datetime) -> None:
+    """Stop every live code of the user (a newer code, or a new password, replaces them)."""
     db.session.execute(update(ResetCode).where(ResetCode.user_id == user.id,
                                                ResetCode.used_at.is_(None),
                                                ResetCode.superseded_at.is_(None))
                        .values(superseded_at=now).execution_options(synchronize_session=False))
+
+
+def issue_code(user, now: datetime) -> str:
+    """A fresh code for the user; any earlier live code stops working."""
+    void_codes(user, now)
     code = security.random_code(6)
     ttl = int(current_app.config["RESET_CODE_TTL"])
     db.session.add(ResetCode(user_id=user.id, code_hash=_digest(user.id, code),
@@ -43,30 +62,57 @@ def issue_code(user, now: datetime) -> str:
 
 
 def check_code(user, code: str, now: datetime) -> None:
-    """Use the user's current code once; raise CodeRejected or CodeDead otherwise."""
+    """Use the user's current code once; raise CodeRejected or CodeDead otherwise.
+
+    A wrong try is counted in the caller's transaction: the caller commits it.
+    """
     max_tries = int(current_app.config["RESET_CODE_MAX_TRIES"])
     row = db.session.scalar(select(ResetCode).where(
         ResetCode.user_id == user.id, ResetCode.used_at.is_(None),
         ResetCode.superseded_at.is_(None)).order_by(ResetCode.id.desc()).limit(1))
     if row is None or now >= row.expires_at:
-        raise CodeRejected("This code is not valid. Check it, or ask for a new one.")
+        raise CodeRejected(NOT_VALID)
     if row.failed_tries >= max_tries:
-        raise CodeDead("Too many wrong tries on this code. Ask for a new code.")
-    ok = security.equal(row.code_hash, _digest(user.id, (code or "").strip()))
-    if ok:
+        raise CodeDead(DEAD)
+    if security.equal(row.code_hash, _digest(user.id, (code or "").strip())):
         used = db.session.execute(
             update(ResetCode).where(ResetCode.id == row.id, ResetCode.used_at.is_(None),
                                     ResetCode.failed_tries < max_tries)
             .values(used_at=now).execution_options(synchronize_session=False)).rowcount
         if used == 1:
             return
-        raise CodeDead("Too many wrong tries on this code. Ask for a new code.")
+        raise CodeDead(DEAD)
     counted = db.session.execute(
         update(ResetCode).where(ResetCode.id == row.id, ResetCode.failed_tries < max_tries)
         .values(failed_tries=ResetCode.failed_tries + 1)
         .execution_options(synchronize_session=False)).rowcount
-    db.session.commit()
-    db.session.refresh(row)
-    if not counted or row.failed_tries >= max_tries:
-        raise CodeDead("Too many wrong tries on this code. Ask for a new code.")
-    raise CodeRejected("This code is not valid. Check it, or ask for a new one.")
+    tries = db.session.scalar(select(ResetCode.failed_tries).where(ResetCode.id == row.id))
+    if not counted or tries >= max_tries:
+        raise CodeDead(DEAD)
+    raise CodeRejected(NOT_VALID)
+
+
+def reject_without_code(login: str, now: datetime) -> None:
+    """Answer a name that has no code to check exactly as check_code answers a wrong code.
+
+    Tries count on the typed name since its last send (Send code or Resend code), for
+    RESET_CODE_TTL: "not valid" four times, then "too many wrong tries" until the next
+    send. Without this, only real accounts could reach the dead-code message. Always raises;
+    the caller commits the counted try.
+    """
+    cfg = current_app.config
+    max_tries, ttl = int(cfg["RESET_CODE_MAX_TRIES"]), int(cfg["RESET_CODE_TTL"])
+    last = db.session.execute(select(CodeSend.id, CodeSend.sent_at)
+                              .where(CodeSend.key_hash == send_key(login))
+                              .order_by(CodeSend.id.desc()).limit(1)).first()
+    if last is None or now >= last.sent_at + timedelta(seconds=ttl):
+        raise CodeRejected(NOT_VALID)
+    key = _try_key(login)
+    tries = db.session.scalar(select(func.count(CodeSend.id))
+                              .where(CodeSend.key_hash == key, CodeSend.id > last.id))
+    if tries >= max_tries:
+        raise CodeDead(DEAD)
+    db.session.add(CodeSend(key_hash=key, sent_at=now))
+    if tries + 1 >= max_tries:
+        raise CodeDead(DEAD)
+    raise CodeRejected(NOT_VALID)

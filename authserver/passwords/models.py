@@ -25,7 +25,12 @@ class ResetCode(db.Model):
 
 
 class CodeSend(db.Model):
-    """One *Send code* / *Resend code* per row, keyed on the typed name so unknown names match."""
+    """A log keyed on the typed name (hashed), so names without an account get the same answers.
+
+    A row is one *Send code* / *Resend code* (purpose "code-send", read by the resend limits),
+    or one wrong try on a name that has no code to check (purpose "code-try", read by
+    codes.reject_without_code); the purpose is part of the keyed hash.
+    """
 
     __tablename__ = "code_sends"
     __table_args__ = (Index("ix_code_sends_key_sent", "key_hash", "sent_at"),)

@@ -31,14 +31,10 @@ class SendThrottled(AuthserverError):
         self.wait = wait
 
 
-def _send_key(login: str) -> str:
-    return security.keyed_hash(security.normalise_login(login), "code-send")
-
-
 def check_send_allowed(login: str) -> None:
     """Resend 60 s after the last send, at most 5 sends an hour, keyed on the typed name."""
     cfg, now = current_app.config, clock.now()
-    key = _send_key(login)
+    key = codes.send_key(login)
     hour_ago = now - timedelta(hours=1)
     last, count, oldest = db.session.execute(
         select(func.max(CodeSend.sent_at), func.count(CodeSend.id), func.min(CodeSend.sent_at))
@@ -62,7 +58,7 @@ def request_code(login: str) -> None:
     login = (login or "").strip()[:320]
     check_send_allowed(login)
     now = clock.now()
-    db.session.add(CodeSend(key_hash=_send_key(login), sent_at=now))
+    db.session.add(CodeSend(key_hash=codes.send_key(login), sent_at=now))
     user = accounts.find_by_login(login)
     if user is None:
         security_event("reset_requested_unknown")
@@ -83,18 +79,32 @@ def _confirm_url(user: User) -> str:
 def confirm_reset(login: str, code: str, new_password: str) -> User:
     """Check the code and set the new password; ends every session and refresh token.
 
-    Raises PasswordRejected, CodeRejected or CodeDead; the same errors for unknown names.
+    Raises PasswordRejected, CodeRejected or CodeDead, with the same answers for a name
+    without an account (or with one that may not reset): until the code is right, the
+    password is judged only against what was typed, never against the account's own
+    name or email, and wrong tries count the same way (codes.reject_without_code).
     """
+    login = (login or "").strip()[:320]
+    check_password(new_password, username=login)
     user = accounts.find_by_login(login)
-    check_password(new_password, username=user.username if user else login,
-                   email=user.email if user else "")
-    if not can_self_reset(user):
-        raise CodeRejected("This code is not valid. Check it, or ask for a new one.")
+    now = clock.now()
     try:
-        codes.check_code(user, code, clock.now())
-    except (CodeRejected, CodeDead):
-        security_event("reset_code_wrong", user_id=user.id)
+        if can_self_reset(user):
+            codes.check_code(user, code, now)
+        else:
+            codes.reject_without_code(login, now)
+    except CodeDead:
+        security_event("reset_code_dead", user_id=user.id if user else None)
         db.session.commit()
+        raise
+    except CodeRejected:
+        security_event("reset_code_wrong", user_id=user.id if user else None)
+        db.session.commit()
+        raise
+    try:
+        check_password(new_password, username=user.username, email=user.email)
+    except PasswordRejected:
+        db.session.rollback()  # the code stays unspent for a better password
         raise
     _set_new_password(user, new_password)
     security_event("password_reset", user_id=user.id)
@@ -104,6 +114,7 @@ def confirm_reset(login: str, code: str, new_password: str) -> User:
 
 def _set_new_password(user: User, new_password: str) -> None:
     accounts.set_password(user, new_password)
+    codes.void_codes(user, clock.now())  # a code asked for before the change dies with it
     transition(user, AccountState.ACTIVE)
     tokens.revoke_user_sessions(user.id)
     outbox.queue(messages.password_changed(user))

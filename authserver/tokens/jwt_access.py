@@ -22,6 +22,10 @@ class AccessTokenGenerator:
     def __call__(self, grant_type, client, user=None, scope=None, expires_in=None,
                  include_refresh_token=True, extra_claims=None):
         expires_in = expires_in or access_token_ttl(client, grant_type)
+        if scope:
+            # RFC 6749 section 3.3: never more than the client is registered for. Authlib's
+            # BearerTokenGenerator does this; client_credentials passes the raw request scope.
+            scope = client.get_allowed_scope(scope)
         token = {
             "token_type": "Bearer",
             "access_token": sign_access_token(client.get_client_id(), user, scope or "",

@@ -2,6 +2,8 @@
 SPEC section 2 say they must (never a redirect to an unregistered URI)."""
 from __future__ import annotations
 
+import base64
+import json
 from datetime import timedelta
 
 import pytest
@@ -10,7 +12,7 @@ from sqlalchemy import select
 from authserver.accounts.models import User
 from authserver.extensions import db
 from authserver.tokens.models import RefreshToken
-from conftest import make_client, make_user, pkce_pair, query_of
+from conftest import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 
@@ -246,3 +248,47 @@ def test_tokens_name_the_user_by_the_stable_sub_not_the_database_id(app, client,
     info = client.get("/userinfo", headers={"Authorization": f"Bearer {body['access_token']}"})
     with app.app_context():
         assert info.get_json()["sub"] == db.session.scalar(select(User.sub))
+
+
+# --- prompt=login and max_age: one fresh sign-in, then the code (no loop) --------------------
+
+def sign_in_again(client, location):
+    page = client.get(location)
+    assert page.status_code == 200
+    resp = client.post("/login", data={"username": "alice", "password": PASSWORD,
+                                       "csrf_token": csrf_from(page.get_data(as_text=True))})
+    assert resp.status_code == 303
+    return resp.headers["Location"]
+
+
+@pytest.mark.parametrize("extra", [{"max_age": "0"}, {"prompt": "login"},
+                                   {"max_age": "60", "prompt": "login"}])
+def test_fresh_sign_in_is_asked_once_then_the_code_follows(frozen, client, auth, signed_in,
+                                                          extra):
+    frozen.tick(timedelta(minutes=5))
+    resp, verifier, params = auth.authorize(signed_in[0], **extra)
+    assert resp.status_code == 302
+    assert resp.headers["Location"].startswith("/login?next=")
+    frozen.tick(timedelta(seconds=3))
+    back = sign_in_again(client, resp.headers["Location"])
+    signed_in_at = int(frozen().timestamp())
+    frozen.tick(timedelta(seconds=2))
+    resp = client.get(back)
+    assert resp.status_code == 302
+    q = query_of(resp.headers["Location"])
+    assert q["state"] == params["state"] and q["code"]
+    body = exchange(client, *signed_in, q["code"], verifier).get_json()
+    payload = body["id_token"].split(".")[1]
+    id_claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert id_claims["auth_time"] == signed_in_at
+
+
+def test_max_age_is_honoured_without_a_new_sign_in_while_recent(frozen, client, auth,
+                                                                signed_in):
+    frozen.tick(timedelta(seconds=30))
+    resp, _, _ = auth.authorize(signed_in[0], max_age="60")
+    assert resp.status_code == 302
+    assert "code=" in resp.headers["Location"]
+    frozen.tick(timedelta(seconds=31))
+    resp, _, _ = auth.authorize(signed_in[0], max_age="60")
+    assert resp.headers["Location"].startswith("/login?next=")

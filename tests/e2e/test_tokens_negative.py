@@ -123,6 +123,21 @@ def test_client_without_the_grant_gets_unauthorized_client(client, rp):
     assert resp.get_json()["error"] == "unauthorized_client"
 
 
+@pytest.mark.parametrize("asked", ["admin", "profile admin", "openid email admin"])
+def test_client_credentials_never_grants_more_than_the_registered_scope(app, client, asked):
+    cid, secret = make_client(app, "Service", redirect_uris=[],
+                              grant_types=["client_credentials"], scope="profile")
+    resp = client.post("/token", data={"grant_type": "client_credentials", "scope": asked},
+                       auth=(cid, secret))
+    assert resp.status_code in (200, 400)
+    if resp.status_code == 200:
+        _, claims = claims_of(resp.get_json()["access_token"])
+        assert set(claims["scope"].split()) <= {"profile"}
+        assert set(resp.get_json().get("scope", "").split()) <= {"profile"}
+    else:
+        assert resp.get_json()["error"] == "invalid_scope"
+
+
 @pytest.mark.parametrize("grant_type", ["password", "implicit", "urn:ietf:params:oauth:"
                                         "grant-type:device_code", ""])
 def test_unsupported_grant_types_are_refused(client, rp, grant_type):
@@ -247,6 +262,34 @@ def test_jwks_never_shows_a_private_member(client):
     assert '"d"' not in resp.get_data(as_text=True)
 
 
+def test_revocation_ignores_an_unknown_token_type_hint(client, rp, tokens):
+    resp = client.post("/revoke", data={"token": tokens["refresh_token"],
+                                        "token_type_hint": "bogus"}, auth=rp)
+    assert resp.status_code == 200
+    assert introspect(client, rp, tokens["refresh_token"]) == {"active": False}
+
+
+def test_introspection_ignores_an_unknown_token_type_hint(client, rp, tokens):
+    resp = client.post("/introspect", data={"token": tokens["access_token"],
+                                            "token_type_hint": "bogus"}, auth=rp)
+    assert resp.status_code == 200
+    assert resp.get_json()["active"] is True
+
+
+def test_introspection_refuses_a_public_client(app, client, tokens):
+    pub, _ = make_client(app, "Public", public=True)
+    resp = client.post("/introspect", data={"token": tokens["access_token"],
+                                            "client_id": pub})
+    assert resp.status_code == 401
+    assert resp.get_json()["error"] == "invalid_client"
+
+
+def test_introspection_hides_another_clients_token(app, client, tokens):
+    other = make_client(app, "Other")
+    assert introspect(client, other, tokens["access_token"]) == {"active": False}
+    assert introspect(client, other, tokens["refresh_token"]) == {"active": False}
+
+
 # --- refresh tokens ---------------------------------------------------------------------------
 
 def test_refresh_family_expires_thirty_days_after_login_whatever_the_rotation(frozen, client,
@@ -290,6 +333,26 @@ def test_refresh_token_of_another_client_is_refused(app, client, rp, tokens):
     resp = refresh(client, other, tokens["refresh_token"])
     assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_grant"
     assert refresh(client, rp, tokens["refresh_token"]).status_code == 200
+
+
+def test_refresh_token_is_bound_to_the_authenticated_client_not_a_body_client_id(
+        app, client, rp, tokens):
+    other = make_client(app, "Other")
+    resp = client.post("/token", data={"grant_type": "refresh_token", "client_id": rp[0],
+                                       "refresh_token": tokens["refresh_token"]}, auth=other)
+    assert resp.status_code in (400, 401)
+    assert resp.get_json()["error"] in ("invalid_grant", "invalid_client")
+    assert events(app, "refresh_reuse") == []
+    assert refresh(client, rp, tokens["refresh_token"]).status_code == 200
+
+
+def test_another_client_cannot_revoke_a_family_with_a_spent_token(app, client, rp, tokens):
+    first = tokens["refresh_token"]
+    second = refresh(client, rp, first).get_json()["refresh_token"]
+    other = make_client(app, "Other")
+    client.post("/token", data={"grant_type": "refresh_token", "client_id": rp[0],
+                                "refresh_token": first}, auth=other)
+    assert refresh(client, rp, second).status_code == 200
 
 
 def test_refresh_cannot_widen_the_scope(client, rp, tokens):

@@ -1,0 +1,206 @@
+"""The admin API's OpenAPI 3.1 document, written by hand to match api.py route for route.
+
+tests/unit/admin/test_schemas.py checks that every route here is served and every served
+route is here; Schemathesis checks the answers against it.
+"""
+from __future__ import annotations
+
+from ..accounts.states import AccountState
+from .payloads import DEFAULT_LIMIT, MAX_LIMIT
+from .services import MAX_ID
+
+PROBLEM = "application/problem+json"
+DATE_TIME = {"type": "string", "format": "date-time"}
+NULLABLE_DATE_TIME = {"type": ["string", "null"], "format": "date-time"}
+
+
+def _ref(name: str) -> dict:
+    return {"$ref": f"#/components/schemas/{name}"}
+
+
+def _json(schema: dict, description: str) -> dict:
+    return {"description": description, "content": {"application/json": {"schema": schema}}}
+
+
+def _problems(*statuses: int) -> dict:
+    """The problem+json answers (RFC 9457) an operation can give."""
+    text = {400: "The body is not valid JSON.",
+            401: "No access token, or it is invalid, expired or revoked.",
+            403: "The token lacks scope admin, or its user is not an administrator.",
+            404: "No such user or application.",
+            409: "The account's state does not allow this, or the name is taken.",
+            415: "The body is not application/json.",
+            422: "The values break the schema."}
+    out = {}
+    for status in statuses:
+        answer = {"description": text[status], "content": {PROBLEM: {"schema": _ref("Problem")}}}
+        if status == 401:
+            answer["headers"] = {"WWW-Authenticate": {"schema": {"type": "string"},
+                                                      "description": "Bearer challenge"}}
+        out[str(status)] = answer
+    return out
+
+
+def _user_id() -> dict:
+    return {"name": "id", "in": "path", "required": True, "description": "The user's id.",
+            "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}
+
+
+def _client_id() -> dict:
+    return {"name": "client_id", "in": "path", "required": True,
+            "description": "The application's client_id.",
+            "schema": {"type": "string", "minLength": 1, "maxLength": 64,
+                       "pattern": "^[A-Za-z0-9._~-]+$"}}
+
+
+def _query(name: str, schema: dict, description: str) -> dict:
+    return {"name": name, "in": "query", "required": False, "schema": schema,
+            "description": description}
+
+
+LIMIT = _query("limit", {"type": "integer", "minimum": 1, "maximum": MAX_LIMIT,
+                         "default": DEFAULT_LIMIT}, "Page size.")
+CURSOR = _query("cursor", {"type": "string", "maxLength": 400},
+                "The next_cursor of the previous page (opaque).")
+
+
+def _op(summary: str, op_id: str, responses: dict, *, parameters=(), body=None) -> dict:
+    op = {"summary": summary, "operationId": op_id, "tags": ["admin"],
+          "parameters": list(parameters), "responses": responses}
+    if body is not None:
+        op["requestBody"] = {"required": True,
+                             "content": {"application/json": {"schema": body}}}
+    return op
+
+
+def _user_action(summary: str, op_id: str, status: str, *extra: int) -> dict:
+    return _op(summary, op_id, {status: _json(_ref("User"), "The user after the action."),
+                                **_problems(401, 403, 404, *extra)}, parameters=[_user_id()])
+
+
+def _no_content(summary: str, op_id: str, parameters: list) -> dict:
+    return _op(summary, op_id, {"204": {"description": "Done."},
+                                **_problems(401, 403, 404)}, parameters=parameters)
+
+
+USER_SUMMARY_PROPS = {
+    "id": {"type": "integer"},
+    "sub": {"type": "string", "description": "The subject in this user's tokens."},
+    "username": {"type": "string"},
+    "email": {"type": "string"},
+    "name": {"type": "string"},
+    "state": {"type": "string", "enum": [s.value for s in AccountState]},
+    "is_admin": {"type": "boolean"},
+    "mfa_enabled": {"type": "boolean"},
+    "last_login_at": NULLABLE_DATE_TIME,
+    "created_at": DATE_TIME,
+}
+USER_PROPS = {
+    **USER_SUMMARY_PROPS,
+    "active_sessions": {"type": "integer", "minimum": 0},
+    "licences": {"type": "array", "items": {"type": "string"},
+                 "description": "client_ids of the applications the user is licensed for."},
+    "temp_password_expires_at": NULLABLE_DATE_TIME,
+}
+EVENT_PROPS = {
+    "id": {"type": "integer"},
+    "name": {"type": "string"},
+    "user_id": {"type": ["integer", "null"]},
+    "actor_id": {"type": ["integer", "null"], "description": "The administrator who acted."},
+    "client_id": {"type": ["string", "null"]},
+    "ip": {"type": ["string", "null"]},
+    "data": {"type": "object"},
+    "created_at": DATE_TIME,
+}
+
+
+def _object(props: dict, *, required=None, closed: bool = False) -> dict:
+    schema = {"type": "object", "properties": props,
+              "required": list(props) if required is None else required}
+    if closed:
+        schema["additionalProperties"] = False
+    return schema
+
+
+def _page(item: str) -> dict:
+    return _object({"items": {"type": "array", "items": _ref(item)},
+                    "next_cursor": {"type": ["string", "null"]}})
+
+
+COMPONENTS = {
+    "securitySchemes": {"bearer": {"type": "http", "scheme": "bearer", "bearerFormat": "JWT",
+                                   "description": "An access token with scope admin."}},
+    "schemas": {
+        "Problem": _object({"type": {"type": "string"}, "title": {"type": "string"},
+                            "status": {"type": "integer"}, "detail": {"type": "string"},
+                            "errors": {"type": "array", "items": {"type": "object"}}},
+                           required=["type", "title", "status"]),
+        "UserSummary": _object(USER_SUMMARY_PROPS),
+        "User": _object(USER_PROPS),
+        "UserPage": _page("UserSummary"),
+        "UserCreate": _object({
+            "username": {"type": "string", "minLength": 1, "maxLength": 150,
+                         "pattern": "^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$"},
+            "email": {"type": "string", "format": "email", "maxLength": 320},
+            "name": {"type": "string", "maxLength": 200},
+            "admin": {"type": "boolean", "default": False},
+        }, required=["username", "email"], closed=True),
+        "Event": _object(EVENT_PROPS),
+        "EventPage": _page("Event"),
+    },
+}
+
+USERS = "/api/admin/users"
+USER = USERS + "/{id}"
+PATHS = {
+    "/api/openapi.json": {"get": {
+        **_op("This document", "getOpenAPI", {"200": _json({"type": "object"}, "OpenAPI 3.1")}),
+        "security": []}},
+    USERS: {
+        "get": _op("Search users (user name, email, display name; partial, any case)",
+                   "listUsers", {"200": _json(_ref("UserPage"), "One page of users."),
+                                 **_problems(401, 403, 422)},
+                   parameters=[_query("q", {"type": "string"}, "Part of a name or address."),
+                               CURSOR, LIMIT]),
+        "post": _op("Create a user and email them a temporary password (an invitation)",
+                    "createUser", {"201": _json(_ref("User"), "Created and invited."),
+                                   **_problems(400, 401, 403, 409, 415, 422)},
+                    body=_ref("UserCreate")),
+    },
+    USER: {"get": _op("One user", "getUser", {"200": _json(_ref("User"), "The user."),
+                                              **_problems(401, 403, 404)},
+                      parameters=[_user_id()])},
+    USER + "/reset-password": {"post": _user_action(
+        "Reset: the user must choose a new password; a code is emailed at once",
+        "resetPassword", "202", 409)},
+    USER + "/temporary-password": {"post": _user_action(
+        "Email the user a generated temporary password, valid 7 days", "sendTemporaryPassword",
+        "202", 409)},
+    USER + "/disable": {"post": _user_action("Disable the account and end its sessions",
+                                             "disableUser", "200", 409)},
+    USER + "/enable": {"post": _user_action("Enable a disabled account", "enableUser", "200",
+                                            409)},
+    USER + "/sessions": {"delete": _no_content(
+        "End every session and refresh token of the user", "revokeSessions", [_user_id()])},
+    USER + "/licences/{client_id}": {
+        "put": _no_content("Grant a licence for an application", "grantLicence",
+                           [_user_id(), _client_id()]),
+        "delete": _no_content("Remove a licence for an application", "removeLicence",
+                              [_user_id(), _client_id()]),
+    },
+    "/api/admin/events": {"get": _op(
+        "Security events, newest first", "listEvents",
+        {"200": _json(_ref("EventPage"), "One page of events."), **_problems(401, 403, 422)},
+        parameters=[_query("user_id", {"type": "integer", "minimum": 1, "maximum": MAX_ID},
+                           "Only this user's events."), CURSOR, LIMIT])},
+}
+
+OPENAPI = {
+    "openapi": "3.1.0",
+    "info": {"title": "Authserver admin API", "version": "1",
+             "description": "Users, account states, licences and security events. Errors "
+                            "are RFC 9457 problem details."},
+    "security": [{"bearer": []}],
+    "paths": PATHS,
+    "components": COMPONENTS,
+}

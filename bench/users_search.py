@@ -1,0 +1,233 @@
+"""Users module search with a million users: p50/p99 of GET /admin/users?q=<part of a name>.
+
+    .venv/bin/python bench/users_search.py [--db postgres|sqlite|both] [--users 1000000]
+        [--sqlite-users N] [--requests 200]
+
+Creates a fresh database (`authserver_bench_users` on the local PostgreSQL, or a SQLite file
+in a temp folder), runs `authserver init`, bulk-loads the users (PostgreSQL: COPY, with the
+table's secondary indexes dropped during the load and rebuilt after, as one would for a
+migration; SQLite: executemany in batches), starts Authserver under gunicorn, signs in as an
+administrator through the login form and times the search page, one request at a time.
+When /admin/users is not there (yet), it times `accounts.services.find_users(q)` in an app
+context instead and says so. It also prints PostgreSQL's plan for one query.
+"""
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import random
+import secrets
+import shutil
+import sys
+import tempfile
+import time
+from datetime import datetime
+from pathlib import Path
+from urllib.parse import urlencode
+
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+
+import harness as h  # noqa: E402
+import seed  # noqa: E402
+
+PG_DB = "authserver_bench_users"
+
+
+def queries(count: int) -> dict[str, str]:
+    """Partial-name queries of several selectivities, taken from the generated data."""
+    known = seed.usernames(min(count, 50_000))[min(count, 50_000) * 2 // 3]
+    return {
+        "last name (~1/150 of users)": "okafor",
+        "common 3 letters (~1/6 of users)": "son",
+        "first.last prefix (~1/18,000)": "mary.tan",
+        "email fragment": "tanaka.12",
+        "exact user name": known,
+        "no match": "zqxj",
+    }
+
+
+def pg_load(url: str, count: int) -> float:
+    """COPY `count` users with the secondary indexes of `users` rebuilt after the load."""
+    import psycopg
+    raw_url = url.replace("postgresql+psycopg://", "postgresql://")
+    with psycopg.connect(raw_url, autocommit=True) as conn:
+        defs = conn.execute(
+            "SELECT i.indexname, i.indexdef FROM pg_indexes i WHERE i.tablename = 'users' "
+            "AND i.indexname NOT IN (SELECT conname FROM pg_constraint "
+            "WHERE conrelid = 'users'::regclass)").fetchall()
+        for name, _ in defs:
+            conn.execute(f'DROP INDEX "{name}"')
+    started = time.monotonic()
+    seed.insert_users(url, count, progress=lambda n: h.log(f"  {n:,} users") if
+                      n % 250_000 == 0 else None)
+    with psycopg.connect(raw_url, autocommit=True) as conn:
+        conn.execute("SET maintenance_work_mem = '512MB'")
+        for name, indexdef in defs:
+            t0 = time.monotonic()
+            conn.execute(indexdef)
+            h.log(f"  rebuilt {name} in {time.monotonic() - t0:.0f} s")
+        conn.execute("VACUUM ANALYZE users")
+    return time.monotonic() - started
+
+
+def explain(url: str, q: str) -> str:
+    """PostgreSQL's plan for the search the admin service runs (its own statement)."""
+    os.environ["DATABASE_URL"] = url
+    from authserver import create_app
+    from authserver.extensions import db
+    app = create_app()
+    with app.app_context():
+        from authserver.admin import services as admin
+        from sqlalchemy import select
+        from authserver.accounts.models import User
+        stmt = select(User).order_by(User.username_key)
+        where = admin._matching(q) if hasattr(admin, "_matching") else None
+        if where is not None:
+            stmt = stmt.where(where)
+        stmt = stmt.limit(21)
+        compiled = stmt.compile(db.engine, compile_kwargs={"literal_binds": True})
+        rows = db.session.execute(db.text("EXPLAIN (ANALYZE, BUFFERS) " + str(compiled)))
+        return str(compiled) + "\n" + "\n".join(r[0] for r in rows)
+
+
+def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int) -> dict:
+    status, hdrs, body = h.request("GET", base + "/login")
+    cookie = h.cookie_from(hdrs)
+    data = h.form({"csrf_token": h.csrf_from(body), "username": "benchadmin",
+                   "password": admin_password})
+    status, hdrs, body = h.request("POST", base + "/login", body=data,
+                                   headers={**h.FORM, "Cookie": f"{h.SESSION_COOKIE}={cookie}"})
+    if status not in (302, 303):
+        raise RuntimeError(f"admin login answered {status}: {body[:300]!r}")
+    cookie = h.cookie_from(hdrs) or cookie
+    import http.client
+    conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=60)
+    out = {}
+    for label, q in qs.items():
+        times = []
+        for i in range(n + 3):
+            t0 = time.perf_counter()
+            status, _, body = h.request("GET", f"{base}/admin/users?{urlencode({'q': q})}",
+                                        conn=conn, headers={"Cookie": f"{h.SESSION_COOKIE}={cookie}"})
+            elapsed = (time.perf_counter() - t0) * 1000
+            if status != 200:
+                raise RuntimeError(f"/admin/users answered {status}: {body[:300]!r}")
+            if i >= 3:  # the first few warm the caches
+                times.append(elapsed)
+        out[label] = _summary(q, times, body.count(b"View profile"))
+    return out
+
+
+def measure_service(url: str, qs: dict[str, str], n: int) -> dict:
+    os.environ["DATABASE_URL"] = url
+    from authserver import create_app
+    from authserver.accounts import services as accounts
+    app = create_app()
+    out = {}
+    with app.app_context():
+        for label, q in qs.items():
+            times = []
+            for i in range(n + 3):
+                t0 = time.perf_counter()
+                rows, total = accounts.find_users(q)
+                if i >= 3:
+                    times.append((time.perf_counter() - t0) * 1000)
+            out[label] = _summary(q, times, len(rows))
+    return out
+
+
+def _summary(q: str, times: list[float], shown: int) -> dict:
+    return {"q": q, "p50_ms": round(h.percentile(times, 50), 2),
+            "p99_ms": round(h.percentile(times, 99), 2), "max_ms": round(max(times), 2),
+            "n": len(times), "results_on_page": shown}
+
+
+def run_db(db: str, count: int, args) -> dict:
+    workdir = Path(tempfile.mkdtemp(prefix=f"authserver-search-{db}-"))
+    url = h.pg_recreate(PG_DB) if db == "postgres" else f"sqlite:///{workdir / 'users.db'}"
+    port = h.free_port()
+    env = {k: v for k, v in os.environ.items()
+           if not k.startswith(("AUTHSERVER_", "MAIL_")) and k != "DATABASE_URL"}
+    env.update({"AUTHSERVER_INSTANCE_PATH": str(workdir / "instance"),
+                "AUTHSERVER_KEYS_DIR": str(workdir / "keys"),
+                "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
+                "AUTHSERVER_SECRET_KEY": secrets.token_urlsafe(32),
+                "AUTHSERVER_RATELIMIT_ENABLED": "false", "DATABASE_URL": url})
+    os.environ.update({k: v for k, v in env.items() if k.startswith("AUTHSERVER_")})
+    server = None
+    try:
+        h.log(f"{db}: init, then {count:,} users")
+        h.cli(["init"], env)
+        h.cli(["users", "create", "benchadmin", "--email", "benchadmin@example.com",
+               "--password", h.PASSWORD, "--admin"], env)
+        load_s = pg_load(url, count) if db == "postgres" else seed.insert_users(
+            url, count, progress=lambda n: h.log(f"  {n:,} users") if n % 250_000 == 0 else None)
+        h.log(f"{db}: loaded in {load_s:.0f} s")
+        qs = queries(count)
+        server = h.Server("authserver", "wsgi:app", h.ROOT, port, h.GunicornSettings(1), env,
+                          workdir / "authserver.log")
+        server.wait_ready()
+        status, _, _ = h.request("GET", server.base + "/admin/users")
+        if status == 404:
+            how = "authserver.accounts.services.find_users(q) in an app context (/admin/users " \
+                  "answered 404: not built yet)"
+            server.stop()
+            server = None
+            results = measure_service(url, qs, args.requests)
+        else:
+            how = "GET /admin/users?q=... as a signed-in admin, one connection, gunicorn 1 worker"
+            results = measure_http(server.base, h.PASSWORD, qs, args.requests)
+        plan = explain(url, qs["last name (~1/150 of users)"]) \
+            if db == "postgres" else ""
+        return {"db": db, "users": count, "load_seconds": round(load_s, 1), "how": how,
+                "results": results, "plan": plan}
+    finally:
+        if server is not None:
+            server.stop()
+        if db == "postgres":
+            h.pg_drop(PG_DB)
+        shutil.rmtree(workdir, ignore_errors=True)
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    parser.add_argument("--db", choices=("postgres", "sqlite", "both"), default="both")
+    parser.add_argument("--users", type=int, default=1_000_000)
+    parser.add_argument("--sqlite-users", type=int, default=None,
+                        help="users for SQLite (default: --users)")
+    parser.add_argument("--requests", type=int, default=200, help="per query")
+    args = parser.parse_args()
+    dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
+    reports = []
+    for db in dbs:
+        count = args.sqlite_users or args.users if db == "sqlite" else args.users
+        reports.append(run_db(db, count, args))
+    lines = ["| db | users | query | q | p50 ms | p99 ms | max ms | shown | verdict |",
+             "|---|---|---|---|---|---|---|---|---|"]
+    for rep in reports:
+        for label, r in rep["results"].items():
+            verdict = "ok" if r["p99_ms"] < 50 else "MISS"
+            lines.append(f"| {rep['db']} | {rep['users']:,} | {label} | `{r['q']}` | "
+                         f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
+                         f"{r['results_on_page']} | {verdict} |")
+    text = "\n".join(lines)
+    print(text)
+    for rep in reports:
+        print(f"\n{rep['db']}: {rep['users']:,} users loaded in {rep['load_seconds']} s; "
+              f"measured: {rep['how']}")
+        if rep["plan"]:
+            print("PostgreSQL plan for the 'okafor' search:\n" + rep["plan"])
+    h.BENCH_DIR.joinpath("results").mkdir(exist_ok=True)
+    stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
+    for name in (f"users-search-{stamp}", "users-search-latest"):
+        (h.BENCH_DIR / "results" / f"{name}.json").write_text(json.dumps(reports, indent=2))
+        (h.BENCH_DIR / "results" / f"{name}.md").write_text(
+            "# Users search\n\n" + text + "\n\n" + "\n".join(
+                f"- {r['db']}: {r['users']:,} users, loaded in {r['load_seconds']} s; {r['how']}"
+                for r in reports) + "\n")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,110 @@
+"""Races decided by PostgreSQL, not by one process's memory: concurrent requests spread over
+two servers (two processes, eight threads each) cannot both win.
+"""
+from __future__ import annotations
+
+import threading
+import time
+from collections import Counter
+
+import requests
+
+from prodkit import (browser, code_in, csrf_from, exchange, get_code, mail_files,  # noqa: F401
+                     pair, postgres_only, refresh, wait_for_mail)
+
+pytestmark = postgres_only
+
+NEW_PASSWORD = "Quiet-Harbour-Lamp-77"
+
+
+def race(n: int, call) -> list:
+    """Run call(i) for i in range(n) on n threads released together by a barrier."""
+    barrier = threading.Barrier(n, timeout=30)
+    results: list = [None] * n
+
+    def run(i: int) -> None:
+        barrier.wait()
+        try:
+            results[i] = call(i)
+        except Exception as exc:  # noqa: BLE001 - a hang or a reset is a result to assert on
+            results[i] = exc
+
+    threads = [threading.Thread(target=run, args=(i,)) for i in range(n)]
+    started = time.monotonic()
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(60)
+    print(f"\n{n} concurrent requests answered in {time.monotonic() - started:.2f} s")
+    return results
+
+
+def statuses(results) -> Counter:
+    return Counter(r.status_code if isinstance(r, requests.Response) else repr(r)
+                   for r in results)
+
+
+def test_fifty_concurrent_refreshes_one_wins_and_the_family_is_revoked(pair):
+    servers = pair.servers
+    code, verifier, _ = get_code(browser(), servers[0].url, pair.client_id)
+    raw = exchange(servers[1].url, pair, code, verifier).json()["refresh_token"]
+
+    results = race(50, lambda i: refresh(servers[i % 2].url, pair, raw))
+
+    assert statuses(results) == {200: 1, 400: 49}
+    assert {r.json()["error"] for r in results if r.status_code == 400} == {"invalid_grant"}
+    winner = next(r.json() for r in results if r.status_code == 200)
+    # The 49 presented a rotated token: reuse, so the whole family died, the new token too.
+    again = refresh(servers[0].url, pair, winner["refresh_token"])
+    assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+    family = pair.sql("SELECT family_id FROM refresh_tokens ORDER BY id DESC LIMIT 1")[0][0]
+    rows = pair.sql("SELECT count(*), count(rotated_at), count(revoked_at) FROM refresh_tokens "
+                    "WHERE family_id = %s", family)
+    assert rows == [(2, 1, 2)]
+    reuse = pair.sql("SELECT count(*) FROM security_events WHERE name = 'refresh_reuse'")
+    assert reuse[0][0] >= 1
+
+
+def test_twenty_concurrent_redemptions_of_one_code_exactly_one_succeeds(pair):
+    servers = pair.servers
+    code, verifier, _ = get_code(browser(), servers[1].url, pair.client_id)
+
+    results = race(20, lambda i: exchange(servers[i % 2].url, pair, code, verifier))
+
+    assert statuses(results) == {200: 1, 400: 19}
+    assert {r.json()["error"] for r in results if r.status_code == 400} == {"invalid_grant"}
+    assert pair.sql("SELECT count(*) FROM authorization_codes WHERE used_at IS NOT NULL "
+                    "AND id = (SELECT max(id) FROM authorization_codes)") == [(1,)]
+    # RFC 6749 section 4.1.2: the replays revoke what the one redemption issued.
+    winner = next(r.json() for r in results if r.status_code == 200)
+    assert refresh(servers[0].url, pair, winner["refresh_token"]).status_code == 400
+
+
+def test_twenty_concurrent_wrong_codes_count_five_tries_then_the_code_is_dead(pair):
+    a, b = pair.servers
+    web, before = browser(), mail_files(pair.mail_dir)
+    token = csrf_from(web.get(a.url + "/forgot-password", timeout=10).text)
+    sent = web.post(a.url + "/forgot-password", data={"username": "alice", "csrf_token": token},
+                    allow_redirects=False, timeout=10)
+    assert sent.status_code == 303
+    right = code_in(wait_for_mail(pair.mail_dir, "reset_code", "alice@example.com", before))
+    hash_before = pair.sql("SELECT password_hash FROM users WHERE username = 'alice'")
+    token = csrf_from(web.get(b.url + "/forgot-password/confirm?username=alice", timeout=10).text)
+    cookies, ip = web.cookies.get_dict(), web.headers["X-Forwarded-For"]
+
+    def confirm(base: str, code: str) -> requests.Response:
+        return requests.post(base + "/forgot-password/confirm", cookies=cookies,
+                             headers={"X-Forwarded-For": ip}, allow_redirects=False, timeout=10,
+                             data={"username": "alice", "code": code, "password": NEW_PASSWORD,
+                                   "password_confirm": NEW_PASSWORD, "csrf_token": token})
+
+    wrong = [f"{(int(right) + i) % 1_000_000:06d}" for i in range(1, 21)]
+    results = race(20, lambda i: confirm((a, b)[i % 2].url, wrong[i]))
+
+    assert statuses(results) == {200: 20}
+    tries = pair.sql("SELECT failed_tries, used_at FROM reset_codes WHERE user_id = "
+                     "(SELECT id FROM users WHERE username = 'alice') ORDER BY id DESC LIMIT 1")
+    assert tries == [(5, None)]
+    late = confirm(a.url, right)
+    assert late.status_code == 200 and "Too many wrong tries" in late.text
+    assert pair.sql("SELECT password_hash FROM users WHERE username = 'alice'") == hash_before
