@@ -308,8 +308,15 @@ def request(method: str, url: str, *, body: bytes | str | None = None, headers: 
     if isinstance(body, str):
         body = body.encode()
     try:
-        conn.request(method, path, body=body, headers=headers or {})
-        resp = conn.getresponse()
+        try:
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
+        except (BrokenPipeError, ConnectionResetError, http.client.RemoteDisconnected):
+            if own:
+                raise
+            conn.close()  # the server closed an idle keep-alive connection: open a new one
+            conn.request(method, path, body=body, headers=headers or {})
+            resp = conn.getresponse()
         data = resp.read()
         hdrs: dict = {}
         for k, v in resp.getheaders():

@@ -282,27 +282,31 @@ def print_report(rep: dict) -> None:
 
 # --------------------------------------------------------------------------- py-spy
 
-CATEGORIES = [  # (label, pattern on a frame's file), innermost match wins
-    ("JWT sign/verify: cryptography (RSA)", r"cryptography/"),
-    ("JWT: joserfc", r"joserfc/"),
-    ("argon2", r"argon2/"),
-    ("DB driver: psycopg", r"psycopg/"),
-    ("DB driver: sqlite3", r"sqlite3/"),
-    ("SQLAlchemy", r"sqlalchemy/"),
-    ("Flask-SQLAlchemy", r"flask_sqlalchemy/"),
-    ("Authlib", r"authlib/"),
-    ("Flask-Limiter/limits", r"flask_limiter/|/limits/"),
-    ("Flask-WTF/WTForms", r"flask_wtf/|wtforms/"),
-    ("Jinja2", r"jinja2/"),
-    ("JSON", r"/json/"),
-    ("hmac/hashlib/secrets", r"/hmac\.py|/hashlib\.py|/secrets\.py|/base64\.py"),
-    ("logging", r"/logging/"),
-    ("Werkzeug", r"werkzeug/"),
-    ("Flask", r"/flask/"),
-    ("Authserver code", r"/authserver/"),
-    ("gunicorn (sockets, HTTP parsing, threads)", r"gunicorn/|/socket\.py|/selectors\.py|"
-                                                   r"/threading\.py|/concurrent/"),
+CATEGORIES = [  # (label, pattern on a frame's file path), innermost match wins
+    ("JWT: joserfc + cryptography (RSA sign/verify)", r"(^|/)(joserfc|cryptography)/"),
+    ("argon2", r"(^|/)argon2/"),
+    ("DB driver: psycopg", r"(^|/)psycopg/"),
+    ("DB driver: sqlite3", r"(^|/)sqlite3/"),
+    ("SQLAlchemy + Flask-SQLAlchemy", r"(^|/)(sqlalchemy|flask_sqlalchemy)/"),
+    ("Authlib", r"(^|/)authlib/"),
+    ("Flask-Limiter/limits", r"(^|/)(flask_limiter|limits)/"),
+    ("prometheus_client (metrics)", r"(^|/)prometheus_client/"),
+    ("Flask-WTF/WTForms", r"(^|/)(flask_wtf|wtforms)/"),
+    ("Jinja2/MarkupSafe", r"(^|/)(jinja2|markupsafe)/"),
+    ("itsdangerous (session cookie)", r"(^|/)itsdangerous/"),
+    ("JSON", r"(^|/)json/"),
+    ("hmac/hashlib/secrets/random/uuid", r"(^|/)(hmac|hashlib|secrets|random|uuid|base64)\.py"),
+    ("logging", r"(^|/)logging/"),
+    ("Werkzeug", r"(^|/)werkzeug/"),
+    ("Flask", r"(^|/)flask/"),
+    ("Authserver code", r"(^|/)authserver/"),
+    ("gunicorn + sockets", r"(^|/)(gunicorn/|socket\.py|selectors\.py)"),
 ]
+
+
+def _frame_file(frame: str) -> str:
+    m = re.search(r"\(([^()]*?):\d+\)\s*$", frame)
+    return m.group(1) if m else frame
 
 
 def categorize(collapsed: str) -> list[tuple[str, float]]:
@@ -317,7 +321,8 @@ def categorize(collapsed: str) -> list[tuple[str, float]]:
         frames = stack.split(";")
         label = "other (stdlib, interpreter)"
         for frame in reversed(frames):
-            hit = next((lab for lab, pat in CATEGORIES if re.search(pat, frame)), None)
+            path = _frame_file(frame)
+            hit = next((lab for lab, pat in CATEGORIES if re.search(pat, path)), None)
             if hit:
                 label = hit
                 break
@@ -336,8 +341,8 @@ def top_app_frames(collapsed: str, limit: int = 15) -> list[tuple[str, float]]:
         total += int(n)
         seen = set()
         for frame in stack.split(";"):
-            if "/authserver/" in frame or "/authlib/" in frame:
-                name = re.sub(r"\s*\(.*?/(authserver|authlib)/", r" (\1/", frame)
+            if re.search(r"(^|/)(authserver|authlib)/", _frame_file(frame)):
+                name = re.sub(r":\d+\)", ")", frame)
                 if name not in seen:
                     seen.add(name)
                     counts[name] += int(n)
@@ -365,7 +370,7 @@ def pyspy(ctx: dict, scenario: str, seconds: float, workdir: Path) -> None:
         pid = server.worker_pids()[0]
         out = workdir / "pyspy.txt"
         spy = subprocess.Popen([str(h.VENV_BIN / "py-spy"), "record", "--pid", str(pid),
-                                "--duration", str(int(seconds)), "--rate", "250", "--format",
+                                "--duration", str(int(seconds)), "--rate", "250", "--gil", "--format",
                                 "raw", "--output", str(out), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         result, _ = h.run_wrk(name, server.base, scen, seconds, 16, workdir)
@@ -377,7 +382,7 @@ def pyspy(ctx: dict, scenario: str, seconds: float, workdir: Path) -> None:
         if not collapsed:
             print("  py-spy gave no samples:", spy.stderr.read().decode()[-500:])
             return
-        print("  share of the worker's busy samples, by innermost library:")
+        print("  share of the samples holding the GIL (CPU in Python), by innermost library:")
         for label, share in categorize(collapsed):
             print(f"    {label:<48} {share:6.1%}")
         print("  inclusive share by Authserver/Authlib function:")

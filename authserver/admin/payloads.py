@@ -55,7 +55,7 @@ def parse_create_user(data: dict) -> dict:
     errors = [{"field": k, "message": "Unknown field."} for k in data if k not in CREATE_FIELDS]
     for field, kind in CREATE_FIELDS.items():
         value = data.get(field)
-        if value is None:
+        if field not in data:
             if field in ("username", "email"):
                 errors.append({"field": field, "message": "Required."})
         elif type(value) is not kind:

@@ -11,7 +11,7 @@ from flask import current_app
 from .. import clock
 from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, User
-from ..accounts.states import AccountState
+from ..accounts.states import can_use_tokens
 from ..extensions import db
 from ..tokens import keyring
 from ..tokens import services as tokens
@@ -23,10 +23,9 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 
 
 def _usable_user(user_id: int) -> User | None:
+    """The user, if tokens may be issued to them (states.can_use_tokens: active accounts only)."""
     user = accounts.get_user(user_id)
-    if user is None or user.state == AccountState.DISABLED:
-        return None
-    return user
+    return user if can_use_tokens(user) else None
 
 
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):

@@ -43,7 +43,7 @@ REDIRECTS = (301, 302, 303, 307, 308)
 
 def record_trip(client_id: str | None, state: str | None = None, *, check_state: bool = False
                 ) -> bool:
-    """True when this browser already made too many round trips (the caller shows the loop page).
+    """True when this trip closes a loop for a browser we know (the caller shows the loop page).
 
     Otherwise the response is inspected once it is built: a redirect back to the app is
     counted, and a cookieless one that closes a loop is replaced by the loop page.
@@ -56,7 +56,7 @@ def record_trip(client_id: str | None, state: str | None = None, *, check_state:
     after_this_request(partial(_after_response, client_key, digest, browser))
     if browser is None:
         return False
-    g.loop_reason = _loop_reason(browser, client_key, digest, _cookie_entry(client_key))
+    g.loop_reason = _loop_reason("b:" + browser, client_key, digest, _cookie_entry(client_key))
     return g.loop_reason is not None
 
 
@@ -80,9 +80,10 @@ def _after_response(client_key: str, digest: str | None, browser: str | None, re
             g.loop_reason = reason
             return make_response(loop_page(client_key, cookies_blocked=True))
         _server_record(anonymous, client_key, digest)
-        browser = _browser_key(assign=True)
-    _cookie_record(client_key, digest)
-    _server_record(browser, client_key, digest)
+        # A new id, so a browser that does keep cookies is counted as itself next time.
+        browser = security.random_token(18)
+    _cookie_record(client_key, digest, browser)
+    _server_record("b:" + browser, client_key, digest)
     return response
 
 
@@ -108,16 +109,16 @@ def _loop_reason(key: str, client_key: str, digest: str | None, entry: dict) -> 
 
 # --- the browser's identity --------------------------------------------------------------------
 
-def _browser_key(assign: bool = False) -> str | None:
-    """The browser id from our cookie; None when the request carries no cookie of ours."""
+def _browser_key() -> str | None:
+    """The browser id in our cookie; None when the request carries no cookie of ours.
+
+    A cookie without one yet gets an id derived from the cookie itself, so a browser that
+    never stores our new cookies keeps the same id on every trip.
+    """
     raw = request.cookies.get(current_app.config["SESSION_COOKIE_NAME"])
-    trips = _load()
-    if not trips.get("b") and (raw or assign):
-        # Derived from the cookie it came in, so a browser that never stores our new cookies
-        # keeps the same id on every trip.
-        trips["b"] = security.keyed_hash(raw or security.random_token(16), "loop-bid")[:24]
-        session["trips"] = trips
-    return "b:" + trips["b"] if trips.get("b") else None
+    if not raw:
+        return None
+    return _load().get("b") or security.keyed_hash(raw, "loop-bid")[:24]
 
 
 def _anonymous_key(client_key: str) -> str:
@@ -144,7 +145,7 @@ def _cookie_entry(client_key: str) -> dict:
     return entry if isinstance(entry, dict) else {"t": [], "s": []}
 
 
-def _cookie_record(client_key: str, digest: str | None) -> None:
+def _cookie_record(client_key: str, digest: str | None, browser: str) -> None:
     """Add one trip; keep only what is inside the window, so the cookie stays small."""
     cfg = current_app.config
     now = round(clock.now().timestamp(), 1)
@@ -158,6 +159,7 @@ def _cookie_record(client_key: str, digest: str | None) -> None:
     trips["c"].pop(client_key, None)
     trips["c"][client_key] = {"t": times[-(int(cfg["LOOP_MAX_TRIPS"]) + 1):], "s": states}
     trips["c"] = dict(list(trips["c"].items())[-MAX_CLIENTS:])
+    trips["b"] = browser
     session["trips"] = trips
 
 

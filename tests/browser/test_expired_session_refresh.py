@@ -58,11 +58,11 @@ def test_refresh_goes_back_to_the_same_page_with_a_new_token_without_the_login_p
     expect(page.locator("#token-id")).not_to_have_text(first_token)
     assert not redirects.visited(issuer.url, "/login")
     assert issuer_paths(redirects, issuer) == ["/refresh"]
-    hops = [(h.status, h.url) for h in redirects.hops]
+    hops = [(h.status, h.url.split("?")[0]) for h in redirects.hops]
     save_measure("refresh_live_session", {"issuer_redirects": len(issuer_paths(redirects, issuer)),
                                           "all_redirects": len(hops), "hops": hops})
     assert len(redirects.from_origin(issuer.url)) <= 2
-    screenshot(page, "back-on-the-same-page")
+    copy_to_docs(screenshot(page, "back-on-the-same-page"), "demo-app-after-refresh.png")
 
 
 @pytest.mark.issuer_settings(ACCESS_TOKEN_TTL=2)
@@ -99,8 +99,8 @@ def test_a_401_from_the_apps_api_opens_the_popup(page, issuer, demo_app, alice):
 @pytest.mark.issuer_settings(ACCESS_TOKEN_TTL=2, REFRESH_TOKEN_TTL=5)
 def test_after_the_family_expires_refresh_goes_through_the_login_page_and_back(
         page, issuer, demo_app, alice, redirects, screenshot):
-    signed_in_at = time.monotonic()
     start = start_signed_in(page, demo_app, alice)
+    signed_in_at = time.monotonic()  # the session started a little before: safe side
     first_token = page.locator("#token-id").inner_text()
     expect(popup(page)).to_be_visible(timeout=10_000)
     page.wait_for_timeout(max(0, int((signed_in_at + 5.5 - time.monotonic()) * 1000)))

@@ -113,6 +113,7 @@ def test_create_refuses_a_duplicate_with_409(app, api):
     {"username": "x" * 151, "email": "x@example.com"},
     {"username": "ok", "email": "not-an-address"},
     {"username": "ok", "email": "x@example.com", "name": 5},
+    {"username": "ok", "email": "x@example.com", "name": None},
     {"username": "ok", "email": "x@example.com", "name": "a\x00b"},
     {"username": "ok", "email": "x@example.com", "admin": "yes"},
     {"username": "ok", "email": "x@example.com", "extra": 1},

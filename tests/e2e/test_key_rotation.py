@@ -53,7 +53,8 @@ def rotate(app) -> list[str]:
     result = app.test_cli_runner().invoke(args=["keys", "rotate"])
     assert result.exit_code == 0, result.output
     assert "PRIVATE" not in result.output
-    return [line.split()[3].rstrip(":") for line in result.output.splitlines() if line.startswith("new ")]
+    return [line.split()[3].rstrip(":") for line in result.output.splitlines()
+            if line.startswith("new ")]
 
 
 def issue(auth, rp) -> dict:

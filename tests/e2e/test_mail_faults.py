@@ -13,7 +13,7 @@ from authserver import clock, create_app
 from authserver.extensions import db
 from authserver.mail import sender
 from authserver.mail.models import OutboxMessage
-from conftest import free_port, make_user
+from conftest import _empty_tables, free_port, make_user
 from reset_steps import ResetActions, deliver, goes_to_confirm, queued
 from smtp_sink import code_in, start_smtp, use_smtp  # noqa: F401  (fixture)
 
@@ -83,17 +83,31 @@ def test_send_code_does_not_wait_for_an_smtp_server_that_never_answers(smtp_port
     assert row.sent_at is None
 
 
+@pytest.fixture
+def processes(settings, start_smtp):
+    """Two apps on one database and one SMTP sink, as two server processes would be."""
+    sink = start_smtp()
+    use_smtp(settings, sink.port)
+    apps = [create_app(settings), create_app(settings)]
+    yield sink, apps
+    for app in apps:
+        sender.stop_sender(app)
+    with apps[0].app_context():
+        db.session.remove()
+        _empty_tables()
+    for app in apps:
+        with app.app_context():
+            db.engine.dispose()
+
+
 def queue_codes(app, names) -> None:
     for name in names:
         make_user(app, name)
         ResetActions(app.test_client()).send_code(name)
 
 
-def test_a_sender_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
-        settings, start_smtp, frozen):
-    sink = start_smtp()
-    use_smtp(settings, sink.port)
-    first, second = create_app(settings), create_app(settings)  # two processes, one database
+def test_a_sender_killed_mid_batch_loses_nothing_and_sends_nothing_twice(processes, frozen):
+    sink, (first, second) = processes
     queue_codes(first, ["ann", "ben", "cat"])
     smtp = first.extensions[sender.TRANSPORT_EXT]
 
@@ -114,10 +128,6 @@ def test_a_sender_killed_mid_batch_loses_nothing_and_sends_nothing_twice(
     delivered = sorted(m["X-Envelope-To"] for m in sink.inbox.messages)
     assert delivered == ["ann@example.com", "ben@example.com", "cat@example.com"]
     assert all(r.sent_at is not None for r in queued(first))
-    for app in (first, second):
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()
 
 
 def test_a_row_claimed_by_a_vanished_sender_is_delivered_once_after_its_lease(
@@ -135,11 +145,9 @@ def test_a_row_claimed_by_a_vanished_sender_is_delivered_once_after_its_lease(
     assert len(sink.inbox.messages) == 1
 
 
-def test_a_second_sender_thread_takes_over_from_a_dead_one(settings, start_smtp, frozen):
+def test_a_second_sender_thread_takes_over_from_a_dead_one(processes, frozen):
     """The production shape: each process runs a Sender thread; one dies, another delivers."""
-    sink = start_smtp()
-    use_smtp(settings, sink.port)
-    first, second = create_app(settings), create_app(settings)
+    sink, (first, second) = processes
     queue_codes(first, ["ann", "ben"])
     with pytest.raises(SenderKilled):
         sender.deliver_due(first, DiesOnSecondMessage(first.extensions[sender.TRANSPORT_EXT]))
@@ -152,7 +160,3 @@ def test_a_second_sender_thread_takes_over_from_a_dead_one(settings, start_smtp,
     assert not thread.is_alive()
     assert sorted(m["X-Envelope-To"] for m in messages) == ["ann@example.com",
                                                              "ben@example.com"]
-    for app in (first, second):
-        with app.app_context():
-            db.session.remove()
-            db.engine.dispose()

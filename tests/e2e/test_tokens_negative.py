@@ -12,6 +12,7 @@ from joserfc import jwt
 from joserfc.jwk import OctKey, RSAKey
 from sqlalchemy import select
 
+from authserver.accounts.models import User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.tokens.keyring import PRIVATE_MEMBERS
@@ -355,6 +356,18 @@ def test_another_client_cannot_revoke_a_family_with_a_spent_token(app, client, r
     assert refresh(client, rp, second).status_code == 200
 
 
+@pytest.mark.parametrize("state", ["disabled", "reset_required", "force_change_password"])
+def test_refresh_is_refused_once_the_account_cannot_use_tokens(app, client, rp, tokens, state):
+    """Even when the state was set without ending the sessions (states.can_use_tokens)."""
+    with app.app_context():
+        db.session.execute(db.update(User).values(state=state))
+        db.session.commit()
+    resp = refresh(client, rp, tokens["refresh_token"])
+    assert resp.status_code == 400
+    assert resp.get_json()["error"] in ("invalid_grant", "invalid_request")
+    assert_invalid_token(userinfo(client, tokens["access_token"]))
+
+
 def test_refresh_cannot_widen_the_scope(client, rp, tokens):
     resp = client.post("/token", data={"grant_type": "refresh_token", "scope": "openid admin",
                                        "refresh_token": tokens["refresh_token"]}, auth=rp)
@@ -391,10 +404,26 @@ def test_reuse_after_the_grace_revokes_the_family(grace, frozen, app, client, rp
 
 
 def test_refresh_token_dies_with_the_browser_session_at_logout(client, rp, tokens):
-    resp = client.post("/logout", data={"csrf_token": csrf_from(client.get("/logout").get_data(as_text=True))})
+    token = csrf_from(client.get("/logout").get_data(as_text=True))
+    resp = client.post("/logout", data={"csrf_token": token})
     assert resp.status_code in (200, 302, 303)
     resp = refresh(client, rp, tokens["refresh_token"])
     assert resp.status_code == 400 and resp.get_json()["error"] == "invalid_grant"
+
+
+def test_logout_without_a_hint_asks_first_and_keeps_the_session(client, rp, tokens):
+    page = client.get("/logout")
+    assert page.status_code == 200
+    assert "Sign out?" in page.get_data(as_text=True)
+    assert refresh(client, rp, tokens["refresh_token"]).status_code == 200
+
+
+def test_logout_to_an_unregistered_uri_is_refused_and_keeps_the_session(client, rp, tokens):
+    resp = client.get("/logout", query_string={"id_token_hint": tokens["id_token"],
+                                               "post_logout_redirect_uri": "http://evil.example/"})
+    assert resp.status_code == 400
+    assert "Location" not in resp.headers
+    assert refresh(client, rp, tokens["refresh_token"]).status_code == 200
 
 
 # --- /refresh ---------------------------------------------------------------------------------

@@ -48,8 +48,8 @@ def pg_server_url() -> str | None:
     return url if url.startswith("postgresql") else None
 
 
-postgres_only = [pytest.mark.postgres, pytest.mark.slow,
-                 pytest.mark.skipif(pg_server_url() is None, reason=PG_HOW)]
+needs_postgres = pytest.mark.skipif(pg_server_url() is None, reason=PG_HOW)
+postgres_only = [pytest.mark.postgres, pytest.mark.slow, needs_postgres]
 
 
 def free_port() -> int:

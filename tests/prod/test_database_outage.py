@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 import shutil
+import socket
 import subprocess
 import tempfile
 import threading
@@ -19,16 +20,15 @@ import psycopg
 import pytest
 import requests
 
+from authserver import create_app
 from prodkit import (Deployment, Gunicorn, browser, client_credentials, code_in, csrf_from,
-                     deployment_env, exchange, free_port, get_code, mail_files, postgres_only,
+                     deployment_env, exchange, free_port, get_code, mail_files, needs_postgres,
                      refresh, seed, wait_for_mail)
-
-pytestmark = postgres_only
 
 PG_BIN = Path("/usr/lib/postgresql/15/bin")
 NEW_PASSWORD = "Quiet-Harbour-Lamp-77"
 OUTAGE = 3.0  # seconds the database stays down
-DB_PATHS = ("/readyz", "/token", "/userinfo")  # answer 503 while the database is down
+DB_PATHS = ("/readyz", "/token", "/userinfo", "/account")  # 503 while the database is down
 FREE_PATHS = ("/.well-known/openid-configuration", "/.well-known/jwks.json")  # never need it
 
 
@@ -98,7 +98,7 @@ def served(cluster, tmp_path):
     dep = Deployment(env, cluster.url("authserver"), tmp_path)
     server = Gunicorn("server", env, port, tmp_path, workers=1, threads=4)
     try:
-        seed(dep, users=("alice", "bob"), servers=[server])
+        seed(dep, users=("alice",), servers=[server])
         yield dep
     finally:
         server.stop()
@@ -108,8 +108,9 @@ class Load:
     """A few threads looping over discovery, JWKS, /readyz, /token, /userinfo and /login,
     bounded in count and time; every answer is kept with when it started and how long it took."""
 
-    def __init__(self, base: str, dep: Deployment, access_token: str, threads: int = 4):
-        self.base, self.dep, self.access_token = base, dep, access_token
+    def __init__(self, base: str, dep: Deployment, access_token: str, cookies: dict,
+                 threads: int = 4):
+        self.base, self.dep, self.access_token, self.cookies = base, dep, access_token, cookies
         self.results: list[tuple[float, str, object, float, requests.Response | None]] = []
         self.stopping = threading.Event()
         self.lock = threading.Lock()
@@ -119,7 +120,9 @@ class Load:
         if path == "/token":
             return client_credentials(self.base, self.dep, timeout=5)
         headers = {"Authorization": f"Bearer {self.access_token}"} if path == "/userinfo" else {}
-        return requests.get(self.base + path, headers=headers, timeout=5)
+        cookies = self.cookies if path == "/account" else None  # a signed-in person's page
+        return requests.get(self.base + path, headers=headers, cookies=cookies, timeout=5,
+                            allow_redirects=False)
 
     def _loop(self, offset: int) -> None:
         paths = [*FREE_PATHS, *DB_PATHS, "/login"]
@@ -165,6 +168,9 @@ def wait_until_ready(base: str, timeout: float = 15) -> float:
     raise AssertionError(f"/readyz not 200 within {timeout} s of the database coming back")
 
 
+@pytest.mark.postgres
+@pytest.mark.slow
+@needs_postgres
 def test_outage_answers_503_then_recovers_without_losing_anything(cluster, served):
     dep, base = served, served.servers[0].url
     # Written before the outage: a refresh token, an unredeemed code, a reset code and its mail.
@@ -175,13 +181,13 @@ def test_outage_answers_503_then_recovers_without_losing_anything(cluster, serve
     before = mail_files(dep.mail_dir)
     forgot = browser()
     token = csrf_from(forgot.get(base + "/forgot-password", timeout=10).text)
-    assert forgot.post(base + "/forgot-password", data={"username": "bob", "csrf_token": token},
+    assert forgot.post(base + "/forgot-password", data={"username": "alice", "csrf_token": token},
                        allow_redirects=False, timeout=10).status_code == 303
-    bob_code = code_in(wait_for_mail(dep.mail_dir, "reset_code", "bob@example.com", before))
+    reset_code = code_in(wait_for_mail(dep.mail_dir, "reset_code", "alice@example.com", before))
     rows_before = dep.sql("SELECT id, kind FROM outbox_messages ORDER BY id")
     tokens_before = dep.sql("SELECT count(*) FROM refresh_tokens")
 
-    with Load(base, dep, tokens["access_token"]) as load:
+    with Load(base, dep, tokens["access_token"], web.cookies.get_dict()) as load:
         time.sleep(1.0)
         stop_began = time.monotonic()
         cluster.stop()
@@ -210,7 +216,7 @@ def test_outage_answers_503_then_recovers_without_losing_anything(cluster, serve
         if status == 503:
             assert resp.headers["Retry-After"].isdigit()
             kind = resp.headers["Content-Type"]
-            assert kind.startswith("text/html") if path == "/login" else "json" in kind
+            assert kind.startswith("text/html") if path == "/account" else "json" in kind
     token_503 = next(r[4] for r in outage if r[1] == "/token")
     assert token_503.json()["error"] == "temporarily_unavailable"
     assert max(r[3] for r in outage) < 2.0, "a request took too long while the database was down"
@@ -224,13 +230,13 @@ def test_outage_answers_503_then_recovers_without_losing_anything(cluster, serve
     assert dep.sql("SELECT count(*) FROM refresh_tokens") >= tokens_before
     assert refresh(base, dep, tokens["refresh_token"]).status_code == 200
     assert exchange(base, dep, pending_code, pending_verifier).status_code == 200
-    token = csrf_from(forgot.get(base + "/forgot-password/confirm?username=bob", timeout=10).text)
+    token = csrf_from(forgot.get(base + "/forgot-password/confirm?username=alice", timeout=10).text)
     done = forgot.post(base + "/forgot-password/confirm", allow_redirects=False, timeout=10,
-                       data={"username": "bob", "code": bob_code, "password": NEW_PASSWORD,
+                       data={"username": "alice", "code": reset_code, "password": NEW_PASSWORD,
                              "password_confirm": NEW_PASSWORD, "csrf_token": token})
     assert done.status_code == 303, done.text[:300]
     # The mail sender thread lived through the outage: new mail still goes out at once.
-    wait_for_mail(dep.mail_dir, "password_changed", "bob@example.com", before, timeout=10)
+    wait_for_mail(dep.mail_dir, "password_changed", "alice@example.com", before, timeout=10)
 
 
 def report(load: Load, stop_began, down_from, down_until, up_from, recovered_in) -> None:
@@ -246,3 +252,27 @@ def report(load: Load, stop_began, down_from, down_until, up_from, recovered_in)
                                  if r[0] < down_from and r[0] + r[3] > stop_began]))
     print("down   :", *summary(load.between(down_from, down_until)))
     print("after  :", *summary(load.between(up_from, float("inf"))))
+
+
+def test_unreachable_database_answers_503_within_the_connect_timeout(tmp_path, keys_dir):
+    """A database host that accepts but never answers (a dead peer, a black hole) costs a
+    request DATABASE_CONNECT_TIMEOUT seconds and a 503, not a hung worker."""
+    with socket.socket() as silent:
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(16)  # the kernel completes the handshake; nobody ever speaks
+        port = silent.getsockname()[1]
+        app = create_app({"TESTING": True, "SECRET_KEY": "outage-test-secret-0123456789",
+                          "INSTANCE_PATH": str(tmp_path), "KEYS_DIR": keys_dir,
+                          "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x",
+                          "DATABASE_CONNECT_TIMEOUT": 1, "MAIL_TRANSPORT": "memory",
+                          "MAIL_SENDER_THREAD": False, "RATELIMIT_ENABLED": False})
+        answers = []
+        started = time.monotonic()
+        asking = threading.Thread(target=lambda: answers.append(
+            app.test_client().get("/readyz")), daemon=True)
+        asking.start()
+        asking.join(8)  # bounded: without a connect timeout the request would hang for minutes
+        elapsed = time.monotonic() - started
+    assert answers, f"/readyz still hanging after {elapsed:.1f} s against a silent database"
+    assert answers[0].status_code == 503 and answers[0].headers["Retry-After"].isdigit()
+    assert elapsed < 4, f"/readyz took {elapsed:.1f} s against a silent database"

@@ -13,11 +13,18 @@ from authserver.accounts.models import User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.oauth import services
-from authserver.oauth.models import AuthorizationCode
 from authserver.tokens import services as tokens
-from conftest import make_user
 
 URI = "https://app.example/callback"
+
+
+def make_user(app) -> int:
+    """Alice, active (not imported from tests/conftest.py: tests/unit/mail/conftest.py shadows
+    the module name `conftest` for every test collected after it)."""
+    user = accounts.new_user("alice", "alice@example.com", "Alice")
+    accounts.set_password(user, "correct horse battery staple")
+    db.session.commit()
+    return user.id
 
 
 @pytest.fixture
@@ -84,10 +91,15 @@ def test_code_expires_after_sixty_seconds(frozen, world):
     assert services.claim_authorization_code("the-code", world[2]) is None
 
 
-def test_code_lifetime_follows_the_setting(frozen, settings, world):
-    world[0]  # noqa: B018 - the app is built; the setting is read at save time
-    from_settings = db.session.scalar(select(AuthorizationCode.id))
-    assert from_settings is None
+@pytest.fixture
+def short_codes(settings):
+    settings["AUTHORIZATION_CODE_TTL"] = 30
+
+
+def test_code_lifetime_follows_the_setting(short_codes, frozen, world):
+    save(world)
+    frozen.tick(timedelta(seconds=31))
+    assert services.claim_authorization_code("the-code", world[2]) is None
 
 
 @pytest.mark.parametrize("code", ["", None, "x" * 257, "unknown"])
