@@ -111,7 +111,8 @@ def _derive(app: Flask) -> None:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     if url.startswith("sqlite"):
-        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30}}
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30},
+                                            "hide_parameters": True}
     else:
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = _server_engine_options(cfg, url)
     if str(cfg["RATELIMIT_STORAGE_URI"]).startswith("redis"):
@@ -133,9 +134,11 @@ def _derive(app: Flask) -> None:
 
 
 def _server_engine_options(cfg, url: str) -> dict:
-    """pool_pre_ping always (stale connections after a database restart are replaced), and a
-    connect timeout unless the URL sets one, so an unreachable database never hangs a worker."""
-    options = {**(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}), "pool_pre_ping": True}
+    """pool_pre_ping always (stale connections after a database restart are replaced), a
+    connect timeout unless the URL sets one, so an unreachable database never hangs a worker,
+    and no SQL parameter values in error messages, so none reach a log."""
+    options = {"hide_parameters": True, **(cfg.get("SQLALCHEMY_ENGINE_OPTIONS") or {}),
+               "pool_pre_ping": True}
     if "connect_timeout=" not in url:
         connect_args = dict(options.get("connect_args") or {})
         connect_args.setdefault("connect_timeout", int(cfg["DATABASE_CONNECT_TIMEOUT"]))

@@ -68,6 +68,9 @@ def error_response(status: int, title: str, message: str):
 
 
 def register_error_handlers(app: Flask) -> None:
+    # Registered after db.init_app, so it runs before Flask-SQLAlchemy's own teardown.
+    app.teardown_appcontext(release_session)
+
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
         return error_response(400, "This form has expired",
@@ -108,3 +111,20 @@ def _rollback() -> None:
         db.session.rollback()
     except Exception:  # noqa: BLE001 - the database may be gone; nothing more to do
         pass
+
+
+def release_session(_exc: BaseException | None = None) -> None:
+    """End the app context's session before Flask-SQLAlchemy removes it (teardown).
+
+    When the database dropped the connection during the request (a restart, a failover),
+    closing it fails; the connection is then discarded (invalidated) instead, so a response
+    already made is sent rather than turned into a 500 by the cleanup.
+    """
+    try:
+        db.session.close()
+    except DBAPIError:
+        log.warning("database connection lost at the end of a request; discarded")
+        try:
+            db.session.invalidate()
+        except Exception:  # noqa: BLE001 - nothing left to clean up
+            pass

@@ -60,6 +60,9 @@ class JsonFormatter(logging.Formatter):
             line["path"] = request.path
         if record.exc_info:
             line["exc_type"] = record.exc_info[0].__name__ if record.exc_info[0] else None
+            # The stack, for whoever fixes it; SQL parameter values are hidden by the engine
+            # (hide_parameters), so a failed statement does not put row values in the log.
+            line["traceback"] = self.formatException(record.exc_info)
         return json.dumps(line, default=str)
 
 

@@ -104,10 +104,11 @@ def _bearer_error(error: str | None, status: int = 401):
 def logout():
     """OpenID Connect RP-Initiated Logout 1.0: no question when the hint vouches for the app."""
     values = request.values
+    bs = login_flow.current_session()
     try:
         target, hinted = validate_logout(values.get("id_token_hint"), values.get("client_id"),
                                          values.get("post_logout_redirect_uri"),
-                                         values.get("state"))
+                                         values.get("state"), bs.user.sub if bs else None)
     except LogoutRejected as exc:
         return flow.error_page("Sign-out failed", exc.message)
     form = LogoutForm()
@@ -115,7 +116,6 @@ def logout():
         return render_template("oauth/logout.html", form=form)
     if request.method == "POST" and not form.validate_on_submit():
         return flow.form_expired()
-    bs = login_flow.current_session()
     if bs is not None:
         tokens.revoke_session(bs)
         security_event("logout", user_id=bs.user_id)

@@ -9,7 +9,8 @@ _NAME = [DataRequired("Enter your user name or email address."),
          Length(max=320, message="Use at most 320 characters."),
          Regexp(r"^[^\x00-\x1f\x7f]*\Z",
                 message="Enter your user name or email address, without control characters.")]
-_NEW = [DataRequired("Choose a new password."), Length(max=256, message="Use at most 256 characters.")]
+_NEW = [DataRequired("Choose a new password."),
+        Length(max=256, message="Use at most 256 characters.")]
 _AGAIN = [DataRequired("Type the new password again."),
           EqualTo("password", message="The two passwords are not the same.")]
 

@@ -43,11 +43,15 @@ def check_send_allowed(login: str) -> None:
     if last is not None and (now - last).total_seconds() < interval:
         wait = interval - int((now - last).total_seconds())
         raise SendThrottled(f"A code was sent moments ago. You can ask for a new one in "
-                            f"{wait} seconds.", wait)
+                            f"{_count(wait, 'second')}.", wait)
     if count >= int(cfg["RESEND_MAX_PER_HOUR"]):
         wait = int((oldest + timedelta(hours=1) - now).total_seconds()) + 1
         raise SendThrottled(f"Too many codes were asked for this name. Try again in "
-                            f"{(wait + 59) // 60} minutes.", wait)
+                            f"{_count((wait + 59) // 60, 'minute')}.", wait)
+
+
+def _count(n: int, unit: str) -> str:
+    return f"{n} {unit}" + ("" if n == 1 else "s")
 
 
 def request_code(login: str) -> None:

@@ -181,3 +181,25 @@ def test_limits_and_messages_are_the_same_for_a_name_without_an_account(app, fro
     assert answers["alice"] == answers["nobody"]
     assert any("moments ago" in f for _, _, fl in answers["nobody"] for f in fl)
     assert any("Too many codes" in f for _, _, fl in answers["nobody"] for f in fl)
+
+
+def test_the_wait_reads_naturally_at_one_second(app, client, steps, frozen, alice):
+    steps.send_code("alice")
+    frozen.tick(timedelta(seconds=59, milliseconds=500))
+    resp = steps.resend("alice")
+    assert flashes(client.get(resp.headers["Location"]).get_data(as_text=True)) == [
+        "A code was sent moments ago. You can ask for a new one in 1 second."]
+
+
+def test_one_address_asking_for_many_names_is_throttled(settings, request):
+    """The per-name limits do not stop one client from spraying names: a per-IP limit does."""
+    settings.update(RATELIMIT_ENABLED=True, RATELIMIT_FORGOT="3 per minute")
+    app = request.getfixturevalue("app")
+    client = app.test_client()
+    steps = ResetActions(client)
+    answers = [steps.send_code(f"name{i}").status_code for i in range(4)]
+    assert answers == [303, 303, 303, 429]
+    assert "Too many requests" in steps.send_code("name9").get_data(as_text=True)
+    elsewhere = app.test_client()
+    elsewhere.environ_base["REMOTE_ADDR"] = "127.0.0.2"
+    assert ResetActions(elsewhere).send_code("name5").status_code == 303

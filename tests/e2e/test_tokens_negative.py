@@ -17,15 +17,16 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.tokens.keyring import PRIVATE_MEMBERS
 from authserver.tokens.models import RefreshToken
-from conftest import csrf_from, make_client, make_user, pkce_pair, query_of
+from conftest import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
+LOGOUT_URI = "http://127.0.0.1:9999/signed-out"
 
 
 @pytest.fixture
 def rp(app):
     make_user(app)
-    return make_client(app)
+    return make_client(app, post_logout_redirect_uris=[LOGOUT_URI])
 
 
 @pytest.fixture
@@ -424,6 +425,22 @@ def test_logout_to_an_unregistered_uri_is_refused_and_keeps_the_session(client, 
     assert resp.status_code == 400
     assert "Location" not in resp.headers
     assert refresh(client, rp, tokens["refresh_token"]).status_code == 200
+
+
+def test_logout_with_another_users_id_token_asks_first(app, client, rp, tokens):
+    """RP-Initiated Logout 1.0 section 2: a hint that is not the signed-in user's is no vouch."""
+    make_user(app, "bob")
+    bob = app.test_client()
+    assert bob.post("/login", data={"username": "bob", "password": PASSWORD, "csrf_token":
+                                    csrf_from(bob.get("/login").get_data(as_text=True))}
+                    ).status_code == 303
+    resp = bob.get("/logout", query_string={"id_token_hint": tokens["id_token"],
+                                            "post_logout_redirect_uri": LOGOUT_URI})
+    assert resp.status_code == 200
+    assert "Sign out?" in resp.get_data(as_text=True)
+    resp = client.get("/logout", query_string={"id_token_hint": tokens["id_token"],
+                                               "post_logout_redirect_uri": LOGOUT_URI})
+    assert resp.status_code == 302 and resp.headers["Location"] == LOGOUT_URI
 
 
 # --- /refresh ---------------------------------------------------------------------------------

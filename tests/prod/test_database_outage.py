@@ -201,7 +201,8 @@ def test_outage_answers_503_then_recovers_without_losing_anything(cluster, serve
 
     report(load, stop_began, down_from, down_until, up_from, recovered_in)
     assert not [r for r in load.results if not isinstance(r[2], int)], "a request hung or failed"
-    assert not [r for r in load.results if r[2] == 500]
+    errors = [line for line in served.servers[0].stderr().splitlines() if "exc_type" in line]
+    assert not [r for r in load.results if r[2] == 500], errors
     outage = load.between(down_from, down_until)
     by_path = defaultdict(Counter)
     for _, path, status, _, resp in outage:

@@ -77,3 +77,14 @@ def test_redirect_uri_of_another_client_is_refused(rp):
                                       post_logout_redirect_uris=["https://other.example/bye"])
     with pytest.raises(LogoutRejected):
         validate_logout(id_token([rp.client_id]), None, "https://other.example/bye", None)
+
+
+def test_a_hint_for_the_signed_in_user_vouches(rp):
+    hint = id_token([rp.client_id], sub="alice-sub")
+    assert validate_logout(hint, None, BYE, None, "alice-sub") == (BYE, True)
+
+
+def test_a_hint_for_someone_else_does_not_skip_the_question(rp):
+    hint = id_token([rp.client_id], sub="mallory-sub")
+    assert validate_logout(hint, None, BYE, None, "alice-sub") == (BYE, False)
+    assert validate_logout(hint, None, None, None, "alice-sub") == (None, False)
