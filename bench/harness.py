@@ -88,6 +88,9 @@ class Server:
             time.sleep(0.2)
         raise RuntimeError(f"{self.name} not ready after {timeout}s; see {self.logfile}")
 
+    def pids(self) -> list[int]:
+        return [self.proc.pid, *self.worker_pids()]
+
     def worker_pids(self) -> list[int]:
         out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(self.proc.pid)],
                              capture_output=True, text=True).stdout
@@ -102,6 +105,46 @@ class Server:
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()
+
+
+CLK_TCK = os.sysconf("SC_CLK_TCK")
+
+
+def cpu_snapshot(pids) -> dict[int, float]:
+    """CPU seconds (user + system, all threads) used so far by each process."""
+    out = {}
+    for pid in pids:
+        try:
+            with open(f"/proc/{pid}/stat") as fh:
+                fields = fh.read().rsplit(")", 1)[1].split()
+        except (FileNotFoundError, ProcessLookupError, IndexError):
+            continue
+        out[pid] = (int(fields[11]) + int(fields[12])) / CLK_TCK
+    return out
+
+
+class CpuMeter:
+    """CPU seconds spent by a changing set of processes (a server's master and workers, and
+    the PostgreSQL backends serving it) between start() and stop(). Unlike requests/s, CPU per
+    request barely moves when other work shares the machine."""
+
+    def __init__(self, pids_fn):
+        self.pids_fn = pids_fn
+        self.before: dict[int, float] = {}
+
+    def start(self) -> None:
+        self.before = cpu_snapshot(self.pids_fn())
+
+    def stop(self) -> float:
+        after = cpu_snapshot(self.pids_fn())
+        return sum(v - self.before.get(pid, 0.0) for pid, v in after.items())
+
+
+def pg_backend_pids(dbname: str) -> list[int]:
+    import psycopg
+    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
+        return [r[0] for r in conn.execute(
+            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
 
 
 def cli(args: list[str], env: dict, timeout: float = 120) -> str:
@@ -221,7 +264,7 @@ class WrkScenario:
     """What wrk sends. `per_thread` values reach each connection as the global `val`.
 
     `request_lua` (optional) is the body of a request() function, for requests that change
-    (it may read and set `val` and `seq`); `check_lua` is the body of check(status, headers,
+    (it may read and set `val` and `seq`, and read `tid` and `RUN`, a token new on every run); `check_lua` is the body of check(status, headers,
     body) and may update `val` (a refresh-token chain does).
     """
     method: str
@@ -235,6 +278,7 @@ class WrkScenario:
 
     def script(self) -> str:
         lines = [f"PER_THREAD = {{{', '.join(lua_str(v) for v in self.per_thread)}}}",
+                 f"RUN = {lua_str(secrets.token_hex(4))}  -- differs on every run",
                  f"wrk.method = {lua_str(self.method)}", f"wrk.path = {lua_str(self.path)}"]
         for name, value in self.headers.items():
             lines.append(f"wrk.headers[{lua_str(name)}] = {lua_str(value)}")
@@ -267,11 +311,13 @@ class Result:
 
 
 def run_wrk(name: str, base: str, scen: WrkScenario, duration: float, connections: int,
-            workdir: Path) -> tuple[Result, list[str]]:
+            workdir: Path, cpu: CpuMeter | None = None) -> tuple[Result, list[str]]:
     """One wrk run with one thread per connection (so a per-connection chain stays ordered).
 
     Returns the result and each connection's final `val` (e.g. its latest refresh token).
     """
+    if cpu:
+        cpu.start()
     script = workdir / f"{re.sub(r'[^a-z0-9]+', '_', name.lower())}.lua"
     script.write_text(scen.script())
     cmd = [ensure_wrk(), f"-t{connections}", f"-c{connections}", f"-d{max(1, round(duration))}s",
@@ -283,14 +329,19 @@ def run_wrk(name: str, base: str, scen: WrkScenario, duration: float, connection
             data = json.loads(line[len("BENCHJSON "):])
         elif line.startswith("BENCHLASTBAD "):
             last_bad = line[len("BENCHLASTBAD "):].strip()
+    cpu_s = cpu.stop() if cpu else None
     if data is None:
         raise RuntimeError(f"wrk gave no result for {name}:\n{res.stdout}\n{res.stderr}")
+    if cpu_s is not None and data["requests"]:
+        errors_cpu = {"cpu_ms_per_req": round(cpu_s * 1000 / data["requests"], 3)}
+    else:
+        errors_cpu = {}
     seconds = data["duration_us"] / 1e6
     errors = {k: data[k] for k in ("connect_errors", "read_errors", "write_errors", "timeouts")
               if data[k]}
     result = Result(name, data["ok"] / seconds, data["p50_us"] / 1000, data["p99_us"] / 1000,
                     data["ok"], data["bad"] + sum(errors.values()), data["requests"],
-                    extra=errors, last_bad=last_bad)
+                    extra={**errors, **errors_cpu}, last_bad=last_bad)
     return result, data.get("vals", [])
 
 

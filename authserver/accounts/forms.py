@@ -5,11 +5,13 @@ from wtforms.validators import DataRequired, Length, Regexp
 
 
 class LoginForm(FlaskForm):
-    username = StringField("User name or email address",
-                           validators=[DataRequired("Enter your user name or email address."),
-                                       Length(max=320)])
-    password = PasswordField("Password", validators=[DataRequired("Enter your password."),
-                                                     Length(max=256)])
+    username = StringField("User name or email address", validators=[
+        DataRequired("Enter your user name or email address."), Length(max=320),
+        Regexp(r"^[^\x00-\x1f\x7f]*\Z",
+               message="Enter your user name or email address, without control characters.")])
+    password = PasswordField("Password", validators=[
+        DataRequired("Enter your password."), Length(max=256),
+        Regexp(r"^[^\x00]*\Z", message="Your password cannot contain a NUL character.")])
     submit = SubmitField("Sign in")
 
 

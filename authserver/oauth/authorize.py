@@ -93,8 +93,12 @@ def _to_login(params: dict | None):
     """Send the browser to /login, to come back here without prompt=login or max_age: the
     sign-in satisfies both, and max_age=0 would otherwise send the user back forever."""
     if params is None:
-        args = [(k, v) for k, v in request.args.items(multi=True)
-                if k not in ("prompt", "max_age")]
+        args = []
+        for k, v in request.args.items(multi=True):
+            if k == "prompt":
+                v = " ".join(p for p in v.split() if p != "login")
+            if k != "max_age" and v:
+                args.append((k, v))
         target = url_for("oauth.authorize") + "?" + urlencode(args)
     else:
         target = request.full_path

@@ -164,15 +164,35 @@ def _cookie_record(client_key: str, digest: str | None, browser: str) -> None:
 
 
 # --- the server-side counter ---------------------------------------------------------------------
-# Failures of the storage (Redis down) are logged and let the request through: the cookie
-# counter still works, and refusing every sign-in would be worse than a missed loop.
+# When the storage fails (Redis down), the guard logs it, lets the request through and leaves
+# the storage alone for STORAGE_RETRY seconds, so an outage costs one timeout, not one per
+# call: the cookie counter still works, and refusing sign-ins would be worse than a missed loop.
+
+STORAGE_RETRY = 30
+
 
 def _storage() -> Storage:
     storage = current_app.extensions.get("authserver.loop_storage")
     if storage is None:
-        storage = storage_from_string(current_app.config["RATELIMIT_STORAGE_URI"])
+        cfg = current_app.config
+        storage = storage_from_string(cfg["RATELIMIT_STORAGE_URI"],
+                                      **(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {}))
         current_app.extensions["authserver.loop_storage"] = storage
     return storage
+
+
+def _server(call, default):
+    ext = current_app.extensions
+    now = clock.now().timestamp()
+    if now < ext.get("authserver.loop_storage_down_until", 0):
+        return default
+    try:
+        return call(_storage())
+    except Exception:  # noqa: BLE001 (any storage error: see the note above)
+        log.warning("loop guard storage unavailable; counting in the cookie only",
+                    exc_info=True)
+        ext["authserver.loop_storage_down_until"] = now + STORAGE_RETRY
+        return default
 
 
 def _item() -> RateLimitItemPerSecond:
@@ -181,27 +201,21 @@ def _item() -> RateLimitItemPerSecond:
                                   namespace="LOOP")
 
 
+def _state_key(key: str, client_key: str, digest: str) -> str:
+    return f"LOOP/state/{key}/{client_key}/{digest}"
+
+
 def _server_allows(key: str, client_key: str) -> bool:
-    try:
-        return MovingWindowRateLimiter(_storage()).test(_item(), key, client_key)
-    except Exception:  # noqa: BLE001 (see the note above)
-        log.warning("loop guard storage unavailable", exc_info=True)
-        return True
+    return _server(lambda st: MovingWindowRateLimiter(st).test(_item(), key, client_key), True)
 
 
 def _server_seen_state(key: str, client_key: str, digest: str) -> bool:
-    try:
-        return _storage().get(f"LOOP/state/{key}/{client_key}/{digest}") > 0
-    except Exception:  # noqa: BLE001
-        log.warning("loop guard storage unavailable", exc_info=True)
-        return False
+    return _server(lambda st: st.get(_state_key(key, client_key, digest)) > 0, False)
 
 
 def _server_record(key: str, client_key: str, digest: str | None) -> None:
-    try:
-        MovingWindowRateLimiter(_storage()).hit(_item(), key, client_key)
+    def record(st: Storage) -> None:
+        MovingWindowRateLimiter(st).hit(_item(), key, client_key)
         if digest:
-            _storage().incr(f"LOOP/state/{key}/{client_key}/{digest}",
-                            int(current_app.config["LOOP_WINDOW"]))
-    except Exception:  # noqa: BLE001
-        log.warning("loop guard storage unavailable", exc_info=True)
+            st.incr(_state_key(key, client_key, digest), int(current_app.config["LOOP_WINDOW"]))
+    _server(record, None)

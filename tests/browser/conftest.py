@@ -2,8 +2,8 @@
 
 Reusable by every browser test (stories 1 to 6):
 
-- `browser` (session scope): headless /usr/bin/chromium; the tests skip, saying how to get it,
-  when it is missing. Playwright never downloads a browser here.
+- `browser` (session scope): headless /usr/bin/chromium (or $AUTHSERVER_CHROMIUM); the tests
+  skip, saying how to get it, when it is missing. Playwright never downloads a browser here.
 - `context`, `page`: a fresh context per test (10 s default timeouts); a failing test leaves
   a screenshot of each open page under test-artifacts/screenshots/<test>/.
 - `issuer`: Authserver on a free port with ISSUER set to its URL. Settings come from the
@@ -32,9 +32,9 @@ import pytest
 from authserver import create_app
 from authserver.config import PROJECT_ROOT
 from authserver.extensions import db
-from conftest import PASSWORD, LiveServer, _empty_tables, free_port, make_client, make_user
+from support import PASSWORD, LiveServer, _empty_tables, free_port, make_client, make_user
 
-CHROMIUM = "/usr/bin/chromium"
+CHROMIUM = os.environ.get("AUTHSERVER_CHROMIUM") or "/usr/bin/chromium"  # Debian's package
 CHROMIUM_ARGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking"]
 SKIP_REASON = "install Debian's chromium (apt-get install chromium) to run browser tests"
 TIMEOUT_MS = 10_000

@@ -16,7 +16,7 @@ from sqlalchemy import select
 
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
-from conftest import LiveServer, free_port, make_client, pkce_pair
+from support import LiveServer, free_port, make_client, pkce_pair
 
 from .conftest import copy_to_docs, save_measure, sign_in
 

@@ -10,7 +10,7 @@ from sqlalchemy import select
 from authserver.extensions import db
 from authserver.mail import sender
 from authserver.mail.models import OutboxMessage
-from conftest import csrf_from
+from support import csrf_from
 
 NEW_PASSWORD = "a brand new passphrase"
 CODE_LINE = re.compile(r"^(\d{6})$", re.MULTILINE)

@@ -2,7 +2,7 @@
 
 Import the fixtures into a test module (`from smtp_sink import smtp_server  # noqa: F401`).
 They live here rather than in tests/e2e/conftest.py because a second conftest.py would
-shadow tests/conftest.py for every `from conftest import ...` in this folder.
+shadow tests/conftest.py for every `from support import ...` in this folder.
 """
 from __future__ import annotations
 
@@ -16,7 +16,7 @@ from email.message import EmailMessage
 import pytest
 from aiosmtpd.controller import Controller
 
-from conftest import free_port
+from support import free_port
 
 CODE_LINE = re.compile(r"^(\d{6})$", re.MULTILINE)
 

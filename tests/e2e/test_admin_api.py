@@ -3,7 +3,7 @@ import json
 import re
 
 import pytest
-from conftest import make_client, make_user
+from support import make_client, make_user
 from sqlalchemy import select
 
 from authserver.accounts.models import User

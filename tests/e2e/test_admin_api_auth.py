@@ -2,7 +2,7 @@
 from datetime import timedelta
 
 import pytest
-from conftest import make_client, make_user
+from support import make_client, make_user
 from sqlalchemy import select
 
 from authserver.accounts.models import User

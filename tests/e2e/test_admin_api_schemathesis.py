@@ -9,7 +9,7 @@ import os
 
 import pytest
 import schemathesis
-from conftest import make_client, make_user
+from support import make_client, make_user
 from hypothesis import HealthCheck, given, settings
 from schemathesis import GenerationMode
 

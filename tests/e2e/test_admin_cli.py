@@ -1,7 +1,7 @@
 """`authserver users reset|disable|enable USERNAME` (SPEC section 6) use the admin services."""
 import re
 
-from conftest import make_user
+from support import make_user
 from sqlalchemy import select
 
 from authserver.accounts.models import User

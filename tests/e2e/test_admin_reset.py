@@ -3,7 +3,7 @@ find the user, View profile, Reset, OK; the user resets with the emailed code.""
 import re
 from urllib.parse import parse_qs, urlsplit
 
-from conftest import PASSWORD, AuthActions, csrf_from, make_client, make_user
+from support import PASSWORD, AuthActions, csrf_from, make_client, make_user
 from sqlalchemy import select
 
 from authserver.extensions import db

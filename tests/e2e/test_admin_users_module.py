@@ -2,7 +2,7 @@
 import re
 
 import pytest
-from conftest import AuthActions, csrf_from, make_client, make_user
+from support import AuthActions, csrf_from, make_client, make_user
 from sqlalchemy import select
 
 from authserver.accounts.models import User

@@ -13,7 +13,7 @@ from jinja2 import StrictUndefined
 
 from authserver import create_app
 from authserver.extensions import db
-from conftest import (PASSWORD, _empty_tables, base_settings, csrf_from, make_client, make_user,
+from support import (PASSWORD, _empty_tables, base_settings, csrf_from, make_client, make_user,
                       pkce_pair)
 
 BIG = "x" * 10_000

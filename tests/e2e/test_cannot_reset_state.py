@@ -3,11 +3,11 @@ import re
 from datetime import timedelta
 
 import pytest
-from conftest import AuthActions, csrf_from, make_client, make_user, query_of
+from support import AuthActions, csrf_from, make_client, make_user, query_of
 from sqlalchemy import select
 
-from authserver.mail.models import OutboxMessage
 from authserver.extensions import db
+from authserver.mail.models import OutboxMessage
 
 APP = "http://127.0.0.1:9999/"
 SENTENCE = "User password cannot be reset in the current state."

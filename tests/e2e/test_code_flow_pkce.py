@@ -12,7 +12,7 @@ from sqlalchemy import select
 from authserver.accounts.models import User
 from authserver.extensions import db
 from authserver.tokens.models import RefreshToken
-from conftest import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
+from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 

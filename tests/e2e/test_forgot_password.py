@@ -7,7 +7,7 @@ from urllib.parse import urlencode, urlsplit
 import pytest
 
 from authserver.mail import sender
-from conftest import PASSWORD, AuthActions, make_client, make_user, query_of
+from support import PASSWORD, AuthActions, make_client, make_user, query_of
 from reset_steps import NEW_PASSWORD, ResetActions, deliver, goes_to_confirm, flashes
 from smtp_sink import code_in, parts, smtp_server, start_smtp  # noqa: F401  (fixtures)
 

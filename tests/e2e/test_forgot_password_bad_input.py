@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from conftest import PASSWORD, AuthActions, csrf_from, make_user
+from support import PASSWORD, AuthActions, csrf_from, make_user
 from reset_steps import NEW_PASSWORD, ResetActions, errors, last_code, queued
 
 HUGE = "9" * 10_000

@@ -8,7 +8,7 @@ import pytest
 
 from authserver import security
 from authserver.accounts.states import AccountState
-from conftest import PASSWORD, AuthActions, make_user
+from support import PASSWORD, AuthActions, make_user
 from reset_steps import (NEW_PASSWORD, ResetActions, errors, flashes, goes_to_confirm,
                          last_code, queued)
 

@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from authserver.accounts.states import AccountState
-from conftest import csrf_from, make_user
+from support import csrf_from, make_user
 from reset_steps import ResetActions, deliver, last_code
 from smtp_sink import parts, smtp_server, start_smtp  # noqa: F401  (fixtures)
 

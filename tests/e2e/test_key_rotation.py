@@ -13,7 +13,7 @@ from joserfc import jwt
 from joserfc.jwk import KeySet
 
 from authserver.tokens.keyring import PRIVATE_MEMBERS
-from conftest import make_client, make_user
+from support import make_client, make_user
 
 HOUR = 3600
 

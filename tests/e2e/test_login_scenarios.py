@@ -4,7 +4,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pyotp
-from conftest import PASSWORD, csrf_from, make_client, make_user, query_of
+from support import csrf_from, make_client, make_user, query_of
 
 from authserver.accounts import services as accounts
 from authserver.accounts.models import User

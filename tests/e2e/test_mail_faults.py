@@ -13,7 +13,7 @@ from authserver import clock, create_app
 from authserver.extensions import db
 from authserver.mail import sender
 from authserver.mail.models import OutboxMessage
-from conftest import _empty_tables, free_port, make_user
+from support import _empty_tables, free_port, make_user
 from reset_steps import ResetActions, deliver, goes_to_confirm, queued
 from smtp_sink import code_in, start_smtp, use_smtp  # noqa: F401  (fixture)
 

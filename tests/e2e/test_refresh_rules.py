@@ -18,7 +18,7 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.passwords import codes
 from authserver.passwords import services as passwords
-from conftest import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
+from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 LOOP_TITLE = "We stopped a redirect loop"
@@ -339,7 +339,8 @@ def test_the_loop_pages_button_starts_a_clean_sign_in(client, auth, signed_in):
         get_refresh(client, signed_in[0], state=f"s{i}")
     page = get_refresh(client, signed_in[0], state="s5")
     assert_loop_page(page)
-    resp = client.post("/login/restart", data={"csrf_token": csrf_from(page.get_data(as_text=True))})
+    token = csrf_from(page.get_data(as_text=True))
+    resp = client.post("/login/restart", data={"csrf_token": token})
     assert resp.status_code == 303 and resp.headers["Location"] == "/login"
     assert_to_login(get_refresh(client, signed_in[0], state="s6"))
     assert auth.login().status_code == 303
@@ -403,3 +404,18 @@ def test_a_browser_that_drops_every_new_cookie_still_ends_on_the_loop_page(app, 
         assert_to_app_with_code(resp, f"s{i}")
     assert_loop_page(frozen_jar.get("/refresh", headers=header,
                                     query_string=refresh_params(signed_in[0], state="s5")))
+
+
+@pytest.fixture
+def storage_down(settings):
+    """Redis as the shared storage, but nothing listens there."""
+    settings.update(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_STORAGE_TIMEOUT=0.2)
+
+
+def test_with_its_storage_down_the_guard_still_counts_in_the_cookie(storage_down, client,
+                                                                   signed_in, caplog):
+    """And the outage costs one timeout, not one per request."""
+    for i in range(5):
+        assert_to_app_with_code(get_refresh(client, signed_in[0], state=f"s{i}"), f"s{i}")
+    assert_loop_page(get_refresh(client, signed_in[0], state="s5"))
+    assert caplog.text.count("loop guard storage unavailable") == 1

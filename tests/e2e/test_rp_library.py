@@ -20,7 +20,7 @@ from joserfc.jwk import KeySet
 
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
-from conftest import PASSWORD, csrf_from, make_client, make_user, query_of
+from support import PASSWORD, csrf_from, make_client, make_user, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 LOGOUT_URI = "http://127.0.0.1:9999/signed-out"

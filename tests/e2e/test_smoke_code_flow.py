@@ -1,5 +1,5 @@
 """The authorization code + PKCE flow through the hosted pages, as a browser and app would."""
-from conftest import make_client, make_user, query_of
+from support import make_client, make_user, query_of
 
 
 def test_code_flow_issues_tokens_after_login(app, client, auth):

@@ -17,7 +17,7 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.tokens.keyring import PRIVATE_MEMBERS
 from authserver.tokens.models import RefreshToken
-from conftest import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
+from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 LOGOUT_URI = "http://127.0.0.1:9999/signed-out"

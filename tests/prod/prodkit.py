@@ -3,7 +3,7 @@ throwaway PostgreSQL databases and a browser-like sign-in over HTTP.
 
 Imported as `prodkit` by the modules next to it. It is not a conftest.py on purpose: a
 second conftest.py would replace tests/conftest.py as the module `conftest` for every
-directory collected after this one, and break their `from conftest import ...`.
+directory collected after this one, and break their `from support import ...`.
 """
 from __future__ import annotations
 

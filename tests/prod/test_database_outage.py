@@ -277,3 +277,27 @@ def test_unreachable_database_answers_503_within_the_connect_timeout(tmp_path, k
     assert answers, f"/readyz still hanging after {elapsed:.1f} s against a silent database"
     assert answers[0].status_code == 503 and answers[0].headers["Retry-After"].isdigit()
     assert elapsed < 4, f"/readyz took {elapsed:.1f} s against a silent database"
+
+
+@pytest.mark.postgres
+@needs_postgres
+def test_a_connection_dropped_before_teardown_does_not_turn_the_answer_into_a_500(app):
+    """The database ends the connection (restart, failover) after the view has answered:
+    the cleanup discards the connection and the answer still goes out; the next request
+    gets a fresh connection."""
+    from sqlalchemy import text
+
+    from authserver.extensions import db
+
+    def view():
+        pid = db.session.execute(text("SELECT pg_backend_pid()")).scalar()
+        url = db.engine.url.set(drivername="postgresql").render_as_string(hide_password=False)
+        with psycopg.connect(url, autocommit=True) as other:
+            other.execute("SELECT pg_terminate_backend(%s)", [pid])
+        return "answered"
+
+    app.add_url_rule("/test-dropped-connection", "dropped", view)
+    client = app.test_client()
+    resp = client.get("/test-dropped-connection")
+    assert resp.status_code == 200 and resp.get_data(as_text=True) == "answered"
+    assert client.get("/readyz").status_code == 200

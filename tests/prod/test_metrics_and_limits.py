@@ -10,7 +10,7 @@ import socket
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
 
-from conftest import PASSWORD, AuthActions, make_client, make_user
+from support import PASSWORD, AuthActions, make_client, make_user
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from authserver.extensions import db
 from authserver.mail.models import OutboxMessage
 from authserver.tokens import services as tokens
 from authserver.tokens.models import RefreshToken
-from conftest import PASSWORD, make_client, make_user
+from support import PASSWORD, make_client, make_user
 
 
 def purge_counts(runner) -> dict[str, int]:

@@ -2,7 +2,7 @@
 an account exists for it, and the answer never tells which."""
 from datetime import timedelta
 
-from conftest import PASSWORD, make_user
+from support import PASSWORD, make_user
 
 
 def _fail(auth, name, times):

@@ -1,6 +1,6 @@
 """Admin use cases: search, keyset pages, state rules, duplicates, self-protection."""
 import pytest
-from conftest import make_user
+from support import make_user
 
 from authserver.accounts.models import User
 from authserver.accounts.states import InvalidTransition

@@ -1,0 +1,160 @@
+"""Helpers shared by the tests: factories, browser-like steps, a live server.
+
+Import them with `from support import ...`, never `from support import ...`: pytest
+imports every conftest.py under the one module name `conftest`, so that import would
+pick up whichever conftest was loaded last.
+"""
+from __future__ import annotations
+
+import base64
+import hashlib
+import os
+import re
+import secrets
+import socket
+import threading
+from urllib.parse import parse_qs, urlsplit
+
+from werkzeug.serving import make_server
+
+from authserver.accounts import services as accounts
+from authserver.extensions import db
+from authserver.oauth import services as oauth
+
+
+TEST_SECRET = "test-secret-key-0123456789abcdef"
+
+
+PASSWORD = "correct horse battery staple"
+
+
+FROZEN_AT = "2030-01-01T12:00:00Z"
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+def database_url(tmp_root) -> str:
+    return os.environ.get("DATABASE_URL") or f"sqlite:///{tmp_root}/authserver-test.db"
+
+
+def is_postgres() -> bool:
+    return (os.environ.get("DATABASE_URL") or "").startswith("postgres")
+
+
+def base_settings(instance: str, keys_dir: str, url: str) -> dict:
+    return {
+        "TESTING": True,
+        "SECRET_KEY": TEST_SECRET,
+        "INSTANCE_PATH": instance,
+        "KEYS_DIR": keys_dir,
+        "DATABASE_URL": url,
+        "ISSUER": "http://127.0.0.1:5000",
+        "MAIL_TRANSPORT": "memory",
+        "MAIL_SENDER_THREAD": False,
+        "PASSWORD_HASH_TIME_COST": 1,
+        "PASSWORD_HASH_MEMORY_COST": 1024,
+        "PASSWORD_HASH_PARALLELISM": 1,
+        "RATELIMIT_ENABLED": False,
+    }
+
+
+def _empty_tables() -> None:
+    for table in reversed(db.metadata.sorted_tables):
+        db.session.execute(table.delete())
+    db.session.commit()
+
+
+def make_user(app, username="alice", *, password=PASSWORD, email=None, name=None, admin=False,
+              state=None):
+    with app.app_context():
+        user = accounts.new_user(username, email or f"{username}@example.com",
+                                 name or username.title(), admin=admin)
+        accounts.set_password(user, password)
+        if state:
+            user.state = state
+        db.session.commit()
+        return user.id
+
+
+def make_client(app, name="App", *, redirect_uris=("http://127.0.0.1:9999/callback",),
+                **kwargs):
+    with app.app_context():
+        client, secret = oauth.create_client(name, list(redirect_uris), **kwargs)
+        return client.client_id, secret
+
+
+def pkce_pair() -> tuple[str, str]:
+    verifier = secrets.token_urlsafe(48)
+    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
+    return verifier, challenge.decode()
+
+
+CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
+
+
+def csrf_from(html: str) -> str:
+    match = CSRF_RE.search(html)
+    assert match, "page has no csrf_token"
+    return match.group(1)
+
+
+def query_of(location: str) -> dict:
+    return {k: v[0] for k, v in parse_qs(urlsplit(location).query).items()}
+
+
+class AuthActions:
+    """Browser-like steps through the hosted pages (flaskr's AuthActions idea)."""
+
+    def __init__(self, client):
+        self.client = client
+
+    def csrf(self, path: str) -> str:
+        return csrf_from(self.client.get(path).get_data(as_text=True))
+
+    def login(self, username="alice", password=PASSWORD, next_url=None):
+        path = "/login" + (f"?next={next_url}" if next_url else "")
+        token = self.csrf(path)
+        return self.client.post("/login", data={"username": username, "password": password,
+                                                "csrf_token": token})
+
+    def authorize(self, client_id, redirect_uri="http://127.0.0.1:9999/callback", **extra):
+        verifier, challenge = pkce_pair()
+        params = {"response_type": "code", "client_id": client_id, "redirect_uri": redirect_uri,
+                  "scope": "openid profile email", "state": "st-" + secrets.token_hex(4),
+                  "code_challenge": challenge, "code_challenge_method": "S256", **extra}
+        resp = self.client.get("/authorize", query_string=params)
+        return resp, verifier, params
+
+    def code_flow(self, client_id, secret=None, redirect_uri="http://127.0.0.1:9999/callback",
+                  **extra):
+        """Authorize (signed in already) and exchange the code; returns the token response."""
+        resp, verifier, params = self.authorize(client_id, redirect_uri, **extra)
+        assert resp.status_code == 302, resp.get_data(as_text=True)
+        q = query_of(resp.headers["Location"])
+        assert q["state"] == params["state"]
+        data = {"grant_type": "authorization_code", "code": q["code"],
+                "redirect_uri": redirect_uri, "code_verifier": verifier, "client_id": client_id}
+        if secret:
+            data["client_secret"] = secret
+        return self.client.post("/token", data=data)
+
+
+class LiveServer:
+    def __init__(self, app, port):
+        self.app = app
+        self.url = f"http://127.0.0.1:{port}"
+        self._server = make_server("127.0.0.1", port, app, threaded=True)
+        self._thread = threading.Thread(target=self._server.serve_forever,
+                                        kwargs={"poll_interval": 0.05}, daemon=True)
+
+    def start(self):
+        self._thread.start()
+        return self
+
+    def stop(self):
+        self._server.shutdown()
+        self._thread.join(5)
