@@ -57,7 +57,10 @@ def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
         return row
     db.session.refresh(row)
     grace = int(current_app.config["REFRESH_REUSE_GRACE"])
-    if row.revoked_at is None and row.rotated_at and now < row.rotated_at + timedelta(seconds=grace):
+    # `now` was read before the winner's UPDATE, so it can be earlier than rotated_at: without
+    # the grace > 0 test, grace 0 would let a concurrent loser through as a second winner.
+    if row.revoked_at is None and row.rotated_at \
+            and now < row.rotated_at + timedelta(seconds=grace):
         return row
     revoke_family(row.family_id, now)
     security_event("refresh_reuse", user_id=row.user_id, client_id=client_id,

@@ -1,9 +1,8 @@
 """Helpers for the production-scale tests: real gunicorn processes, the `authserver` CLI,
 throwaway PostgreSQL databases and a browser-like sign-in over HTTP.
 
-Imported as `prodkit` by the modules next to it. It is not a conftest.py on purpose: a
-second conftest.py would replace tests/conftest.py as the module `conftest` for every
-directory collected after this one, and break their `from support import ...`.
+Imported as `prodkit` by the modules next to it (like tests/support.py for the rest of the
+suite); the fixtures built from these helpers are in tests/prod/conftest.py.
 """
 from __future__ import annotations
 
@@ -134,7 +133,7 @@ class Gunicorn:
         raise AssertionError(f"{self.name} not ready after {timeout} s:\n{self.stderr()}")
 
     def stop(self) -> None:
-        """SIGINT (gunicorn's quick shutdown) to the master we started; SIGKILL its group if stuck."""
+        """SIGINT (gunicorn's quick shutdown) to our master; SIGKILL its group if stuck."""
         if self.proc is None or self.proc.poll() is not None:
             return
         self.proc.send_signal(signal.SIGINT)
@@ -222,8 +221,9 @@ def csrf_from(html: str) -> str:
 def browser(ip: str | None = None) -> requests.Session:
     """A cookie-keeping client; `ip` is the client address a trusted proxy would report."""
     session = requests.Session()
-    session.headers["X-Forwarded-For"] = ip or f"10.{secrets.randbelow(250)}." \
-                                                f"{secrets.randbelow(250)}.{secrets.randbelow(250) + 1}"
+    session.headers["X-Forwarded-For"] = ip or ".".join(
+        str(n) for n in (10, secrets.randbelow(250), secrets.randbelow(250),
+                         secrets.randbelow(250) + 1))
     return session
 
 
@@ -239,7 +239,7 @@ def query_of(url: str) -> dict:
 
 def get_code(web: requests.Session, base: str, client_id: str, *, username: str = "alice",
              password: str = PASSWORD) -> tuple[str, str, str]:
-    """Authorize at `base`, signing in when the login page shows; returns (code, verifier, nonce)."""
+    """Authorize at `base`, signing in at the login page; returns (code, verifier, nonce)."""
     verifier, challenge = pkce_pair()
     state, nonce = secrets.token_urlsafe(8), secrets.token_urlsafe(8)
     url = base + "/authorize?" + urlencode({
@@ -323,18 +323,6 @@ def request_id() -> str:
     return "prodtest-" + uuid.uuid4().hex[:16]
 
 
-# --- two servers, one issuer -------------------------------------------------------------------
-
-def redis_or_skip():
-    import redis
-    client = redis.Redis(host="127.0.0.1", port=6379, db=REDIS_DB, socket_connect_timeout=1)
-    try:
-        client.ping()
-    except redis.RedisError:
-        pytest.skip("needs Redis on 127.0.0.1:6379 (the CI machine starts it; see .ci/run)")
-    return client
-
-
 def stop_all(servers) -> None:
     """Stop servers in parallel: signal every master first, then wait for each."""
     for server in servers:
@@ -342,34 +330,3 @@ def stop_all(servers) -> None:
             server.proc.send_signal(signal.SIGINT)
     for server in servers:
         server.stop()
-
-
-@pytest.fixture(scope="module")
-def pair(tmp_path_factory):
-    """Servers A and B (gunicorn, one worker of 8 threads each) sharing one PostgreSQL database,
-    one Redis for rate limits, one keys dir, one secret and one issuer: A's URL.
-
-    Logins are limited to 3 a minute per client address; a trusted proxy (ProxyFix, one hop)
-    lets each test speak from its own address through X-Forwarded-For.
-    """
-    rds = redis_or_skip()
-    prefix = "authserver-prodtest-" + secrets.token_hex(4)
-    root = tmp_path_factory.mktemp("pair")
-    port_a, port_b = free_port(), free_port()
-    with scratch_database(pg_server_url()) as db_url:
-        env = deployment_env(
-            db_url, root, f"http://127.0.0.1:{port_a}",
-            AUTHSERVER_RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:6379/{REDIS_DB}",
-            AUTHSERVER_RATELIMIT_KEY_PREFIX=prefix, AUTHSERVER_RATELIMIT_LOGIN="3 per minute",
-            AUTHSERVER_RATELIMIT_FORGOT="100 per minute", AUTHSERVER_PROXY_FIX_X_FOR="1",
-            AUTHSERVER_METRICS_ENABLED="true")
-        dep = Deployment(env, db_url, root)
-        servers = [Gunicorn(name, env, port, root, workers=1, threads=8)
-                   for name, port in (("A", port_a), ("B", port_b))]
-        try:
-            seed(dep, servers=servers)
-            yield dep
-        finally:
-            stop_all(servers)
-            for key in rds.scan_iter(match=f"*{prefix}*", count=500):
-                rds.delete(key)

@@ -86,9 +86,8 @@ def test_login_limit_answers_429_with_retry_after(client):
     assert "Too many requests" in answers[-1].get_data(as_text=True)
 
 
-@pytest.mark.parametrize("settings", [{"RATELIMIT_ENABLED": True,
-                                       "RATELIMIT_STORAGE_URI": f"redis://127.0.0.1:{dead_port()}/0"}],
-                         indirect=True)
+@pytest.mark.parametrize("settings", [{"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI":
+                                       f"redis://127.0.0.1:{dead_port()}/0"}], indirect=True)
 def test_a_redis_outage_leaves_sign_in_working(app, client):
     """Limits fail open (RATELIMIT_SWALLOW_ERRORS) rather than turning every login into a 500;
     the database's login throttle still holds."""

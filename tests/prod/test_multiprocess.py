@@ -11,8 +11,8 @@ import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
-from prodkit import (PASSWORD, browser, csrf_from, exchange, get_code, pair,  # noqa: F401
-                     postgres_only, refresh, request_id)
+from prodkit import (PASSWORD, browser, csrf_from, exchange, get_code, postgres_only, refresh,
+                     request_id)
 
 pytestmark = postgres_only
 

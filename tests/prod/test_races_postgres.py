@@ -9,8 +9,8 @@ from collections import Counter
 
 import requests
 
-from prodkit import (browser, code_in, csrf_from, exchange, get_code, mail_files,  # noqa: F401
-                     pair, postgres_only, refresh, wait_for_mail)
+from prodkit import (browser, code_in, csrf_from, exchange, get_code, mail_files, postgres_only,
+                     refresh, wait_for_mail)
 
 pytestmark = postgres_only
 
