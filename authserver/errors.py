@@ -73,9 +73,12 @@ def register_error_handlers(app: Flask) -> None:
 
     @app.errorhandler(CSRFError)
     def csrf_error(exc):
-        return error_response(400, "This form has expired",
-                              "The form expired or was sent from another page. "
-                              "Go back, reload the page and try again.")
+        message = ("The form expired or was sent from another page. "
+                   "Go back, reload the page and try again.")
+        if app.config["SESSION_COOKIE_NAME"] not in request.cookies:
+            message += (" Your browser did not send this site's cookie: if cookies are "
+                        "blocked for this site, allow them first.")
+        return error_response(400, "This form has expired", message)
 
     @app.errorhandler(HTTPException)
     def http_error(exc: HTTPException):

@@ -59,7 +59,7 @@ def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
     grace = int(current_app.config["REFRESH_REUSE_GRACE"])
     # `now` was read before the winner's UPDATE, so it can be earlier than rotated_at: without
     # the grace > 0 test, grace 0 would let a concurrent loser through as a second winner.
-    if row.revoked_at is None and row.rotated_at \
+    if grace > 0 and row.revoked_at is None and row.rotated_at \
             and now < row.rotated_at + timedelta(seconds=grace):
         return row
     revoke_family(row.family_id, now)
