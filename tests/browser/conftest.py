@@ -15,6 +15,9 @@ Reusable by every browser test (stories 1 to 6):
 - `cookie_blocking_context`: `cookie_blocking_context(origin)` opens a context whose browser
   blocks every cookie of that origin (chromium's per-site setting, as a user would set it).
 - `sign_in(page, username, password)`: fill in and submit the hosted login page.
+- `mailbox`: `issuer` sends real mail, at once, to an aiosmtpd sink (a running sender thread);
+  `mailbox.wait(to, subject)` returns the message. Request it before `issuer`/`demo_app`.
+- `new_context(**options)`: another person's browser (an administrator, a second device).
 """
 from __future__ import annotations
 
@@ -23,6 +26,7 @@ import json
 import os
 import re
 import shutil
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -32,6 +36,8 @@ import pytest
 from authserver import create_app
 from authserver.config import PROJECT_ROOT
 from authserver.extensions import db
+from authserver.mail.sender import start_sender, stop_sender
+from e2e.smtp_sink import SmtpSink, parts, use_smtp
 from support import PASSWORD, LiveServer, _empty_tables, free_port, make_client, make_user
 
 CHROMIUM = os.environ.get("AUTHSERVER_CHROMIUM") or "/usr/bin/chromium"  # Debian's package
@@ -276,3 +282,69 @@ def copy_to_docs(path: Path, name: str) -> None:
         target = PROJECT_ROOT / "docs" / "img" / name
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copyfile(path, target)
+
+
+# --- another browser, and mail --------------------------------------------------------------------
+
+@pytest.fixture
+def new_context(browser, request):
+    """new_context(**options) -> a context like `context` (another person's browser)."""
+    opened = []
+
+    def open_context(**options):
+        options = {"locale": "en-GB", "viewport": {"width": 1100, "height": 760}, **options}
+        opened.append(_setup(browser.new_context(**options)))
+        return opened[-1]
+
+    yield open_context
+    report = getattr(request.node, "rep_call", None)
+    for n, ctx in enumerate(opened):
+        if report is not None and report.failed:
+            for i, pg in enumerate(ctx.pages):
+                pg.screenshot(path=str(screenshot_dir(request.node.name)
+                                       / f"failure-other-{n}-{i}.png"), full_page=True)
+        ctx.close()
+
+
+class Mailbox:
+    """What reached the SMTP sink, read like the user's mail client would."""
+
+    def __init__(self, inbox) -> None:
+        self.inbox = inbox
+
+    def wait(self, to: str, subject: str, count: int = 1, timeout: float = 10.0):
+        """The `count`-th message to `to` whose subject contains `subject`, once it arrived."""
+        deadline = time.monotonic() + timeout
+        while len(found := self.inbox.to(to, subject)) < count:
+            assert time.monotonic() < deadline, (
+                f"no mail #{count} to {to} about {subject!r} within {timeout} s; got "
+                f"{[(m['X-Envelope-To'], str(m['Subject'])) for m in self.inbox.messages]}")
+            time.sleep(0.05)
+        return found[count - 1]
+
+    @staticmethod
+    def text(message) -> str:
+        return parts(message)["text/plain"]
+
+    @staticmethod
+    def html(message) -> str:
+        return parts(message)["text/html"]
+
+
+@pytest.fixture
+def smtp_sink(settings):
+    """aiosmtpd on 127.0.0.1 at a free port, and `settings` pointed at it."""
+    sink = SmtpSink(free_port()).start()
+    use_smtp(settings, sink.port)
+    yield sink
+    sink.stop()
+
+
+@pytest.fixture
+def mailbox(smtp_sink, issuer):
+    """`issuer` with its mail sender running, so mail reaches the SMTP sink at once."""
+    assert issuer.app.config["MAIL_PORT"] == smtp_sink.port, (
+        "request `mailbox` before `issuer`, `demo_app` or `alice`")
+    start_sender(issuer.app)
+    yield Mailbox(smtp_sink.inbox)
+    stop_sender(issuer.app)

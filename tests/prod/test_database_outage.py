@@ -172,6 +172,7 @@ def wait_until_ready(base: str, timeout: float = 15) -> float:
 @pytest.mark.slow
 @needs_postgres
 def test_outage_answers_503_then_recovers_without_losing_anything(cluster, served):
+    """pg_ctl stop -m fast under load, 3 s down, pg_ctl start; the server is never restarted."""
     dep, base = served, served.servers[0].url
     # Written before the outage: a refresh token, an unredeemed code, a reset code and its mail.
     web = browser()
@@ -200,8 +201,10 @@ def test_outage_answers_503_then_recovers_without_losing_anything(cluster, serve
         up_from = time.monotonic() - 1.0
 
     report(load, stop_began, down_from, down_until, up_from, recovered_in)
-    assert not [r for r in load.results if not isinstance(r[2], int)], "a request hung or failed"
-    errors = [line for line in served.servers[0].stderr().splitlines() if "exc_type" in line]
+    failed = [r[:4] for r in load.results if not isinstance(r[2], int)]
+    assert not failed, f"requests hung or failed: {failed}"
+    errors = [line for line in served.servers[0].stderr().splitlines()
+              if "exc_type" in line or "Error handling request" in line]
     assert not [r for r in load.results if r[2] == 500], errors
     outage = load.between(down_from, down_until)
     by_path = defaultdict(Counter)

@@ -10,6 +10,7 @@ import json
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
+from prometheus_client.parser import text_string_to_metric_families
 
 from prodkit import (PASSWORD, browser, csrf_from, exchange, get_code, postgres_only, refresh,
                      request_id)
@@ -49,6 +50,19 @@ def test_sign_in_on_a_exchange_and_refresh_on_b_revoke_on_a(pair):
     assert introspect(b.url, pair, current) == {"active": False}
     again = refresh(b.url, pair, current)
     assert again.status_code == 400 and again.json()["error"] == "invalid_grant"
+
+
+def test_each_server_counts_what_it_issued_in_its_metrics(pair):
+    a, b = pair.servers
+    code, verifier, _ = get_code(browser(), a.url, pair.client_id)
+    tokens = exchange(b.url, pair, code, verifier).json()
+    assert refresh(b.url, pair, tokens["refresh_token"]).status_code == 200
+    families = {f.name: f for f in text_string_to_metric_families(
+        requests.get(b.url + "/metrics", timeout=10).text)}
+    issued = {s.labels["grant_type"]: s.value for s in families["authserver_tokens_issued"].samples
+              if s.name == "authserver_tokens_issued_total"}
+    assert issued["authorization_code"] >= 1 and issued["refresh_token"] >= 1
+    assert "authserver_mail_messages" in families
 
 
 def test_discovery_is_identical_on_both_servers(pair):
