@@ -6,7 +6,7 @@ import logging
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DBAPIError, OperationalError
-from werkzeug.exceptions import HTTPException
+from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .extensions import db
 
@@ -86,7 +86,13 @@ def register_error_handlers(app: Flask) -> None:
             resp = error_response(429, "Too many requests",
                                   "Too many requests. Wait a little and try again.")
             return resp
-        return error_response(exc.code or 500, exc.name, exc.description or "")
+        resp = error_response(exc.code or 500, exc.name, exc.description or "")
+        if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
+            allow = ", ".join(exc.valid_methods)
+            if isinstance(resp, tuple):
+                return resp[0], resp[1], {"Allow": allow}
+            resp.headers["Allow"] = allow
+        return resp
 
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)

@@ -81,12 +81,15 @@ def set_password(user: User, password: str) -> None:
 
 
 def set_temporary(user: User) -> str:
-    """Give the user a generated temporary password, valid TEMP_PASSWORD_TTL; return it."""
+    """Give the user a generated temporary password, valid TEMP_PASSWORD_TTL; return it.
+
+    The state changes first, so a refused transition leaves the password untouched.
+    """
+    transition(user, AccountState.FORCE_CHANGE_PASSWORD)
     password = security.temporary_password()
     user.password_hash = security.hash_password(password)
     ttl = int(current_app.config["TEMP_PASSWORD_TTL"])
     user.temp_password_expires_at = clock.now() + timedelta(seconds=ttl)
-    transition(user, AccountState.FORCE_CHANGE_PASSWORD)
     return password
 
 

@@ -96,14 +96,14 @@ def get_user(user_id: int):
 @bp.post("/api/admin/users/<int:user_id>/reset-password")
 def reset_password(user_id: int):
     user = services.get_user_or_raise(user_id)
-    services.reset_user(user, g.principal.user_id)
+    services.reset_user(user, g.principal.user_id, g.principal.client_id)
     return _user_answer(user, 202)
 
 
 @bp.post("/api/admin/users/<int:user_id>/temporary-password")
 def temporary_password(user_id: int):
     user = services.get_user_or_raise(user_id)
-    services.send_temporary_password(user, g.principal.user_id)
+    services.send_temporary_password(user, g.principal.user_id, g.principal.client_id)
     return _user_answer(user, 202)
 
 

@@ -206,23 +206,24 @@ def create_user(username: str, email: str, name: str = "", *, password: str | No
         raise UserExists("A user with that user name or email address already exists.") from exc
     security_event("user_created", user_id=user.id, actor_id=actor_id, client_id=client_id)
     if password is None:
-        passwords.send_temporary_password(user, actor_id)
+        passwords.send_temporary_password(user, actor_id, client_id)
     db.session.commit()
     return user
 
 
-def reset_user(user: User, actor_id: int | None) -> None:
+def reset_user(user: User, actor_id: int | None, client_id: str | None = None) -> None:
     """Reset: the user must choose a new password (code emailed at once); sessions end."""
     _refuse_self(user, actor_id, "reset")
     _check_transition(user, AccountState.RESET_REQUIRED)
-    passwords.admin_reset(user, actor_id)
+    passwords.admin_reset(user, actor_id, client_id)
 
 
-def send_temporary_password(user: User, actor_id: int | None) -> None:
+def send_temporary_password(user: User, actor_id: int | None,
+                            client_id: str | None = None) -> None:
     """Email a generated temporary password, valid 7 days; nobody but the user sees it."""
     _refuse_self(user, actor_id, "send a temporary password to")
     _check_transition(user, AccountState.FORCE_CHANGE_PASSWORD)
-    passwords.send_temporary_password(user, actor_id)
+    passwords.send_temporary_password(user, actor_id, client_id)
 
 
 def disable_user(user: User, actor_id: int | None, client_id: str | None = None) -> None:

@@ -136,21 +136,23 @@ def change_password(user: User, new_password: str, *, current: str | None = None
     db.session.commit()
 
 
-def admin_reset(user: User, actor_id: int | None) -> None:
+def admin_reset(user: User, actor_id: int | None, client_id: str | None = None) -> None:
     """An administrator's Reset: must reset before signing in; a code is emailed at once."""
     transition(user, AccountState.RESET_REQUIRED)
     tokens.revoke_user_sessions(user.id)
     code = codes.issue_code(user, clock.now())
     outbox.queue(messages.admin_reset(user, code, _confirm_url(user)))
-    security_event("admin_reset", user_id=user.id, actor_id=actor_id)
+    security_event("admin_reset", user_id=user.id, actor_id=actor_id, client_id=client_id)
     db.session.commit()
 
 
-def send_temporary_password(user: User, actor_id: int | None) -> None:
+def send_temporary_password(user: User, actor_id: int | None,
+                            client_id: str | None = None) -> None:
     """Email a generated temporary password (valid TEMP_PASSWORD_TTL) that nobody else sees."""
     password = accounts.set_temporary(user)
     tokens.revoke_user_sessions(user.id)
     outbox.queue(messages.temporary_password(user, password, external("/login"),
                                              user.temp_password_expires_at))
-    security_event("temporary_password_sent", user_id=user.id, actor_id=actor_id)
+    security_event("temporary_password_sent", user_id=user.id, actor_id=actor_id,
+                   client_id=client_id)
     db.session.commit()
