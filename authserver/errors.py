@@ -5,7 +5,7 @@ import logging
 
 from flask import Flask, jsonify, render_template, request
 from flask_wtf.csrf import CSRFError
-from sqlalchemy.exc import DBAPIError, OperationalError
+from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
 from .extensions import db
@@ -106,6 +106,15 @@ def register_error_handlers(app: Flask) -> None:
             return body, status, {"Retry-After": "5"}
         resp.headers["Retry-After"] = "5"
         return resp
+
+    @app.errorhandler(DataError)
+    def value_refused(exc):
+        """A value from the request that the database cannot hold (a NUL byte in PostgreSQL
+        text, a number out of range): the request is bad; the service is not down."""
+        log.warning("database refused a value from the request: %s", type(exc.orig).__name__)
+        _rollback()
+        return error_response(400, "Bad request",
+                              "The request contains a value that cannot be used.")
 
     @app.errorhandler(Exception)
     def unexpected(exc):

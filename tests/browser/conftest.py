@@ -15,6 +15,8 @@ Reusable by every browser test (stories 1 to 6):
 - `cookie_blocking_context`: `cookie_blocking_context(origin)` opens a context whose browser
   blocks every cookie of that origin (chromium's per-site setting, as a user would set it).
 - `sign_in(page, username, password)`: fill in and submit the hosted login page.
+- `field(page, name)`, `press(page, label)`, `at(origin, path)`: a visible form field by its
+  name, a button by its visible text, and a URL pattern for `page.wait_for_url`.
 - `mailbox`: `issuer` sends real mail, at once, to an aiosmtpd sink (a running sender thread);
   `mailbox.wait(to, subject)` returns the message. Request it before `issuer`/`demo_app`.
 - `new_context(**options)`: another person's browser (an administrator, a second device).
@@ -274,6 +276,21 @@ def sign_in(page, username: str, password: str) -> None:
     page.get_by_label(re.compile("user ?name", re.I)).fill(username)
     page.get_by_label(re.compile("password", re.I)).fill(password)
     page.get_by_role("button", name=re.compile("sign in", re.I)).click()
+
+
+def field(page, name: str):
+    """The visible input called `name` (a hidden twin, as in the Resend code form, is skipped)."""
+    return page.locator(f'input[name="{name}"]:visible')
+
+
+def press(page, label: str) -> None:
+    """Click the button whose visible text is exactly `label`."""
+    page.get_by_role("button", name=label, exact=True).click()
+
+
+def at(origin: str, path: str) -> re.Pattern:
+    """`origin` + `path`, with or without a query string."""
+    return re.compile(re.escape(origin + path) + r"(\?.*)?$")
 
 
 def copy_to_docs(path: Path, name: str) -> None:

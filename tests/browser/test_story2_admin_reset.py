@@ -10,7 +10,7 @@ from playwright.sync_api import expect
 from e2e.smtp_sink import code_in
 from support import PASSWORD, make_user
 
-from .conftest import RedirectLog, sign_in
+from .conftest import RedirectLog, at, field, press, sign_in
 
 pytestmark = pytest.mark.browser
 
@@ -19,28 +19,15 @@ RESET_SUBJECT = "An administrator asked you to reset your password"
 LINK = re.compile(r"https?://\S+/forgot-password/confirm\S*")
 
 
-def field(page, name: str):
-    return page.locator(f'input[name="{name}"]:visible')
-
-
-def click(page, label: str) -> None:
-    page.get_by_role("button", name=label, exact=True).click()
-
-
-def at(issuer, path: str) -> re.Pattern:
-    """The issuer's `path`, with or without a query."""
-    return re.compile(re.escape(issuer.url + path) + r"(\?.*)?$")
-
-
 def admin_opens_the_profile(page, issuer, screenshot, q: str) -> None:
-    """Sign in, open /admin/users, search for part of a name, View profile."""
+    """Sign in, open /admin/users, type part of a name into the search box, View profile."""
     page.goto(f"{issuer.url}/login")
     sign_in(page, "root", PASSWORD)
     page.wait_for_url(f"{issuer.url}/account")
     page.goto(f"{issuer.url}/admin/users")
     field(page, "q").fill(q)
     field(page, "q").press("Enter")
-    page.wait_for_url(at(issuer, "/admin/users"))
+    page.wait_for_url(at(issuer.url, "/admin/users"))
     expect(page.get_by_role("link", name="View profile", exact=True)).to_have_count(1)
     screenshot(page, "admin-search")
     page.get_by_role("link", name="View profile", exact=True).click()
@@ -49,27 +36,34 @@ def admin_opens_the_profile(page, issuer, screenshot, q: str) -> None:
     screenshot(page, "admin-profile")
 
 
-def press_reset_and_ok(page, screenshot, script: bool) -> str | None:
-    """Reset, then OK: the browser's confirm() with script, the in-page one without."""
-    asked = []
+def admin_presses_reset_and_ok(page, screenshot, script: bool) -> list[str]:
+    """Reset, then OK: in the browser's confirm() with script, on the page without it."""
+    asked: list[str] = []
     if script:
         page.on("dialog", lambda d: (asked.append(d.message), d.accept()))
-        click(page, "Reset")
+        press(page, "Reset")
     else:
-        click(page, "Reset")
+        press(page, "Reset")
         expect(page.get_by_role("heading", level=1)).to_have_text("Please confirm")
         screenshot(page, "admin-confirm-ok")
-        click(page, "OK")
+        press(page, "OK")
     expect(page.get_by_role("status")).to_contain_text("Password reset for alice")
+    expect(page.locator("main h1 .badge")).to_have_text("reset required")
     screenshot(page, "admin-reset-done")
-    return asked[0] if asked else None
+    return asked
 
 
-def signs_in_to_the_app(page, demo_app) -> None:
-    page.goto(demo_app.url + "/")
-    sign_in(page, "alice", PASSWORD)
-    page.wait_for_url(demo_app.url + "/")
-    expect(page.locator("#user-name")).to_have_text("Alice Liddell")
+def user_sets_a_new_password(page, issuer, link: str, code: str, screenshot) -> None:
+    """Follow the emailed link, paste the code, type the new password twice, Submit."""
+    page.goto(link)
+    expect(field(page, "username")).to_have_value("alice")
+    field(page, "code").fill(code)
+    field(page, "password").fill(NEW_PASSWORD)
+    field(page, "password_confirm").fill(NEW_PASSWORD)
+    screenshot(page, "user-confirm")
+    press(page, "Submit")
+    page.wait_for_url(f"{issuer.url}/login?reset=done")
+    expect(page.get_by_role("status")).to_have_text("Your password has been changed.")
 
 
 @pytest.mark.parametrize("script", [True, False], ids=["confirm-dialog", "in-page-ok"])
@@ -78,20 +72,19 @@ def test_admin_reset_makes_the_user_choose_a_new_password_and_ends_old_sessions(
     make_user(issuer.app, "alice", name="Alice Liddell")
     make_user(issuer.app, "bob", name="Bob Builder")
     make_user(issuer.app, "root", name="Root Admin", admin=True)
-    old = new_context().new_page()  # alice's laptop, signed in before the reset
-    signs_in_to_the_app(old, demo_app)
+    laptop = new_context().new_page()  # alice's, signed in to the app before the reset
+    laptop.goto(demo_app.url + "/")
+    sign_in(laptop, "alice", PASSWORD)
+    expect(laptop.locator("#user-name")).to_have_text("Alice Liddell")
 
-    admin = new_context(java_script_enabled=script).new_page()
-    admin_opens_the_profile(admin, issuer, screenshot, "LIDD")
-    question = press_reset_and_ok(admin, screenshot, script)
-    if script:
-        assert question.startswith("Reset the password of alice?")
-    expect(admin.locator("main h1 .badge")).to_have_text("reset required")
+    desk = new_context(java_script_enabled=script).new_page()
+    admin_opens_the_profile(desk, issuer, screenshot, "LIDD")
+    asked = admin_presses_reset_and_ok(desk, screenshot, script)
+    assert [q.split("?")[0] for q in asked] == (["Reset the password of alice"] if script else [])
 
     mail = mailbox.wait("alice@example.com", RESET_SUBJECT)
-    text = mailbox.text(mail)
-    code, link = code_in(mail), LINK.search(text).group(0)
-    assert link.startswith(f"{issuer.url}/forgot-password/confirm")
+    link = LINK.search(mailbox.text(mail)).group(0)
+    assert link == f"{issuer.url}/forgot-password/confirm?username=alice"
 
     # Until the reset, the old password only shows the way to it.
     page.goto(f"{issuer.url}/login")
@@ -100,16 +93,7 @@ def test_admin_reset_makes_the_user_choose_a_new_password_and_ends_old_sessions(
     expect(page.locator('main a[href^="/forgot-password/confirm"]').first).to_be_visible()
     screenshot(page, "user-must-reset")
 
-    page.goto(link)
-    expect(field(page, "username")).to_have_value("alice")
-    field(page, "code").fill(code)
-    field(page, "password").fill(NEW_PASSWORD)
-    field(page, "password_confirm").fill(NEW_PASSWORD)
-    screenshot(page, "user-confirm")
-    click(page, "Submit")
-    page.wait_for_url(f"{issuer.url}/login?reset=done")
-    expect(page.get_by_role("status")).to_have_text("Your password has been changed.")
-
+    user_sets_a_new_password(page, issuer, link, code_in(mail), screenshot)
     sign_in(page, "alice", PASSWORD)
     expect(page.get_by_role("alert")).to_have_text("Incorrect user name or password.")
     sign_in(page, "alice", NEW_PASSWORD)
@@ -118,11 +102,11 @@ def test_admin_reset_makes_the_user_choose_a_new_password_and_ends_old_sessions(
     screenshot(page, "user-signed-in")
 
     # The laptop's session ended: /refresh (through the app) and /account both ask to sign in.
-    hops = RedirectLog().attach(old)
-    old.goto(demo_app.url + "/login?return_to=/")
-    old.wait_for_url(at(issuer, "/login"))
+    hops = RedirectLog().attach(laptop)
+    laptop.goto(demo_app.url + "/login?return_to=/")
+    laptop.wait_for_url(at(issuer.url, "/login"))
     assert hops.visited(issuer.url, "/refresh")
     assert not hops.visited(demo_app.url, "/callback")
-    screenshot(old, "old-session-refresh-asks-to-sign-in")
-    old.goto(f"{issuer.url}/account")
-    old.wait_for_url(at(issuer, "/login"))
+    screenshot(laptop, "old-session-refresh-asks-to-sign-in")
+    laptop.goto(f"{issuer.url}/account")
+    laptop.wait_for_url(at(issuer.url, "/login"))
