@@ -16,6 +16,7 @@ from datetime import datetime, timedelta
 
 from flask import Flask, current_app
 from sqlalchemy import ColumnElement, func, or_, select, update
+from sqlalchemy.exc import DBAPIError
 from sqlalchemy.orm import Session
 
 from .. import clock
@@ -174,7 +175,10 @@ class Sender(threading.Thread):
     def _pass(self) -> bool:
         try:
             attempted, _ = _deliver_batch(self.app, self.transport, None, self.batch, self.lease)
-        except Exception:  # the database may be down for a while; keep polling
+        except DBAPIError as exc:  # the database may be down for a while: one line, keep polling
+            log.warning("mail sender: database unavailable (%s); retrying", type(exc).__name__)
+            return False
+        except Exception:
             log.exception("mail sender pass failed")
             return False
         return attempted >= self.batch
