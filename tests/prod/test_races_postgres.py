@@ -108,3 +108,22 @@ def test_twenty_concurrent_wrong_codes_count_five_tries_then_the_code_is_dead(pa
     late = confirm(a.url, right)
     assert late.status_code == 200 and "Too many wrong tries" in late.text
     assert pair.sql("SELECT password_hash FROM users WHERE username = 'alice'") == hash_before
+
+
+def test_ten_concurrent_send_code_clicks_for_one_name_send_once(pair):
+    """The 60 s resend rule holds across processes: one send, nine "wait" answers."""
+    a, b = pair.servers
+    web = browser()
+    token = csrf_from(web.get(a.url + "/forgot-password", timeout=10).text)
+    cookies, ip = web.cookies.get_dict(), web.headers["X-Forwarded-For"]
+    before = pair.sql("SELECT count(*) FROM code_sends")[0][0]
+
+    def send(base: str) -> requests.Response:
+        return requests.post(base + "/forgot-password", cookies=cookies, timeout=10,
+                             headers={"X-Forwarded-For": ip}, allow_redirects=False,
+                             data={"username": "nobody-in-a-race", "csrf_token": token})
+
+    results = race(10, lambda i: send((a, b)[i % 2].url))
+
+    assert statuses(results) == {303: 10}
+    assert pair.sql("SELECT count(*) FROM code_sends")[0][0] == before + 1
