@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+from sqlalchemy import delete, select
 from sqlalchemy.types import DateTime, TypeDecorator
 
 
@@ -23,3 +24,18 @@ class UTCDateTime(TypeDecorator):
         if value is None:
             return None
         return value.replace(tzinfo=timezone.utc)
+
+
+def delete_in_batches(session, model, condition, batch: int = 1000) -> int:
+    """Delete the rows matching `condition`, `batch` at a time with a commit after each, so a
+    big purge never holds long locks on a busy table. Returns how many went."""
+    key = model.__mapper__.primary_key[0]
+    total = 0
+    while True:
+        ids = session.scalars(select(key).where(condition).limit(batch)).all()
+        if not ids:
+            return total
+        session.execute(delete(model).where(key.in_(ids)).execution_options(
+            synchronize_session=False))
+        session.commit()
+        total += len(ids)

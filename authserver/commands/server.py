@@ -10,7 +10,6 @@ from datetime import timedelta
 import click
 from flask import current_app
 from flask.cli import with_appcontext
-from sqlalchemy import delete
 from werkzeug.serving import make_server, run_simple
 
 from .. import clock, security
@@ -18,6 +17,7 @@ from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, LoginThrottle
 from ..audit import SecurityEvent
 from ..config import PROJECT_ROOT, Defaults
+from ..db import delete_in_batches
 from ..extensions import db
 from ..mail.models import OutboxMessage
 from ..oauth import services as oauth
@@ -138,23 +138,21 @@ def start_demo_app(app, data: dict, host: str, port: int):
 
 @click.command("purge")
 @click.option("--events-days", default=365, show_default=True, help="Keep events this long.")
+@click.option("--batch", default=1000, show_default=True, help="Rows deleted per transaction.")
 @with_appcontext
-def purge_command(events_days):
+def purge_command(events_days, batch):
     """Delete expired codes, tokens, sessions, sent mail and old events (batched, idempotent)."""
-    now = clock.now()
-    counts = {"refresh_tokens+revoked_jtis": tokens.purge_expired(now)}
-    day = timedelta(days=1)
-    for label, stmt in (
-        ("authorization_codes", delete(AuthorizationCode).where(AuthorizationCode.expires_at < now - day)),
-        ("reset_codes", delete(ResetCode).where(ResetCode.expires_at < now - day)),
-        ("code_sends", delete(CodeSend).where(CodeSend.sent_at < now - day)),
-        ("browser_sessions", delete(BrowserSession).where(BrowserSession.expires_at < now)),
-        ("login_throttles", delete(LoginThrottle).where(LoginThrottle.updated_at < now - day)),
-        ("sent_mail", delete(OutboxMessage).where(OutboxMessage.sent_at < now - 30 * day)),
-        ("security_events", delete(SecurityEvent).where(
-            SecurityEvent.created_at < now - events_days * day)),
+    now, day = clock.now(), timedelta(days=1)
+    counts = {"refresh_tokens+revoked_jtis": tokens.purge_expired(now, batch)}
+    for label, model, condition in (
+        ("authorization_codes", AuthorizationCode, AuthorizationCode.expires_at < now - day),
+        ("reset_codes", ResetCode, ResetCode.expires_at < now - day),
+        ("code_sends", CodeSend, CodeSend.sent_at < now - day),
+        ("browser_sessions", BrowserSession, BrowserSession.expires_at < now),
+        ("login_throttles", LoginThrottle, LoginThrottle.updated_at < now - day),
+        ("sent_mail", OutboxMessage, OutboxMessage.sent_at < now - 30 * day),
+        ("security_events", SecurityEvent, SecurityEvent.created_at < now - events_days * day),
     ):
-        counts[label] = db.session.execute(stmt).rowcount
-        db.session.commit()
+        counts[label] = delete_in_batches(db.session, model, condition, batch)
     for label, n in counts.items():
         click.echo(f"{label}: {n} deleted")

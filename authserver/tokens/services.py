@@ -14,6 +14,7 @@ from sqlalchemy import select, update
 from .. import clock, security
 from ..accounts.models import BrowserSession
 from ..audit import security_event
+from ..db import delete_in_batches
 from ..extensions import db
 from .models import RefreshToken, RevokedAccessToken
 
@@ -129,17 +130,7 @@ def is_access_token_revoked(jti: str) -> bool:
 
 def purge_expired(now: datetime, batch: int = 1000) -> int:
     """Delete refresh tokens past their family expiry and stale revoked-jti rows, in batches."""
-    total = 0
-    for model, column in ((RefreshToken, RefreshToken.family_expires_at),
-                          (RevokedAccessToken, RevokedAccessToken.expires_at)):
-        while True:
-            ids = db.session.scalars(select(model).where(column < now).limit(batch)).all()
-            if not ids:
-                break
-            for row in ids:
-                db.session.delete(row)
-            db.session.commit()
-            total += len(ids)
-    return total
-
-
+    return (delete_in_batches(db.session, RefreshToken, RefreshToken.family_expires_at < now,
+                              batch)
+            + delete_in_batches(db.session, RevokedAccessToken,
+                                RevokedAccessToken.expires_at < now, batch))
