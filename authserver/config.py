@@ -131,6 +131,7 @@ def _derive(app: Flask) -> None:
     cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _instance_secret(app)
+    cfg["SECRET_KEY"] = str(cfg["SECRET_KEY"])  # the env parser turns an all-digit key into int
 
 
 def _server_engine_options(cfg, url: str) -> dict:

@@ -69,6 +69,9 @@ def userinfo():
     """OIDC Core 1.0 section 5.3, bearer token in the header (RFC 6750 section 2.1)."""
     auth = request.headers.get("Authorization", "")
     scheme, _, raw = auth.partition(" ")
+    if not auth and request.method == "POST" and request.mimetype == \
+            "application/x-www-form-urlencoded":
+        scheme, raw = "bearer", request.form.get("access_token", "")  # RFC 6750 section 2.2
     if scheme.lower() != "bearer" or not raw.strip():
         return _bearer_error(None)
     try:
