@@ -62,6 +62,7 @@ def admin_sends_a_temporary_password(page, issuer, screenshot) -> None:
     field(page, "q").fill("tess")
     field(page, "q").press("Enter")
     page.get_by_role("link", name="View profile", exact=True).click()
+    page.wait_for_url(re.compile(r".*/admin/users/\d+$"))  # loaded: admin.js (deferred) is ready
     page.on("dialog", lambda d: d.accept())
     press(page, "Send temporary password")
     expect(page.get_by_role("status")).to_contain_text(
