@@ -83,6 +83,7 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur = dbapi_conn.cursor()
     cur.execute("PRAGMA journal_mode=WAL")
     cur.execute("PRAGMA busy_timeout=30000")
+    cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of the process
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
 

@@ -15,6 +15,7 @@ import socket
 import threading
 from urllib.parse import parse_qs, urlsplit
 
+from sqlalchemy.pool import NullPool
 from werkzeug.serving import make_server
 
 from authserver.accounts import services as accounts
@@ -59,6 +60,10 @@ def base_settings(instance: str, keys_dir: str, url: str) -> dict:
         "PASSWORD_HASH_MEMORY_COST": 1024,
         "PASSWORD_HASH_PARALLELISM": 1,
         "RATELIMIT_ENABLED": False,
+        # Every test builds its own app (and engine): without a pool, no test leaves
+        # PostgreSQL connections behind to exhaust max_connections over a long run.
+        **({"SQLALCHEMY_ENGINE_OPTIONS": {"poolclass": NullPool}} if url.startswith("postgres")
+           else {}),
     }
 
 

@@ -41,7 +41,7 @@ def _issuer_url() -> str:
 def build_server(app: Flask) -> AuthorizationServer:
     """Register our grants, endpoints and JWT generator on a new server stored in the app."""
     server = AuthorizationServer()
-    server.init_app(app, query_client=services.query_client, save_token=_no_save)
+    server.init_app(app, query_client=services.query_client_cached, save_token=_no_save)
     server.register_token_generator("default", AccessTokenGenerator())
     server.register_client_auth_method("client_secret_basic", _client_secret_basic)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True),

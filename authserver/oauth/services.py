@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import secrets
+import time
 from datetime import timedelta
 from urllib.parse import urlsplit
 
@@ -68,6 +69,30 @@ def query_client(client_id: str | None) -> Client | None:
     if not client_id or not isinstance(client_id, str) or len(client_id) > 64:
         return None
     return db.session.scalar(select(Client).where(Client.client_id == client_id))
+
+
+def query_client_cached(client_id: str | None) -> Client | None:
+    """query_client for the token, revocation and introspection endpoints, from a per-process
+    cache of detached rows that lives CLIENT_CACHE_TTL seconds (0 turns it off).
+
+    Clients change rarely and are read on every token request; the lookup was the largest
+    cost after the signature. A changed or deleted client takes effect within the TTL.
+    """
+    ttl = float(current_app.config["CLIENT_CACHE_TTL"])
+    if ttl <= 0:
+        return query_client(client_id)
+    cache = current_app.extensions.setdefault("authserver.client_cache", {})
+    hit = cache.get(client_id)
+    now = time.monotonic()
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    client = query_client(client_id)
+    if client is not None:
+        db.session.expunge(client)
+        if len(cache) > 10_000:
+            cache.clear()
+        cache[client_id] = (now + ttl, client)
+    return client
 
 
 def list_clients() -> list[Client]:
