@@ -140,11 +140,27 @@ class CpuMeter:
         return sum(v - self.before.get(pid, 0.0) for pid, v in after.items())
 
 
-def pg_backend_pids(dbname: str) -> list[int]:
-    import psycopg
-    with psycopg.connect(PG_ADMIN_URL, autocommit=True) as conn:
-        return [r[0] for r in conn.execute(
-            "SELECT pid FROM pg_stat_activity WHERE datname = %s", (dbname,))]
+class PgBackends:
+    """The PIDs of the PostgreSQL backends serving one database, over one kept connection
+    (a shared server may be near max_connections; then this counts no backend and says so)."""
+
+    def __init__(self, dbname: str):
+        self.dbname, self.conn, self.failed = dbname, None, False
+
+    def __call__(self) -> list[int]:
+        import psycopg
+        try:
+            if self.conn is None or self.conn.closed:
+                self.conn = psycopg.connect(PG_ADMIN_URL, autocommit=True)
+            return [r[0] for r in self.conn.execute(
+                "SELECT pid FROM pg_stat_activity WHERE datname = %s", (self.dbname,))]
+        except psycopg.Error:
+            self.failed = True
+            return []
+
+    def close(self) -> None:
+        if self.conn is not None:
+            self.conn.close()
 
 
 def cli(args: list[str], env: dict, timeout: float = 120) -> str:

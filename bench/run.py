@@ -23,6 +23,7 @@ import os
 import platform
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import threading
@@ -78,7 +79,8 @@ def start_smtp(delay: float):
 class Stack:
     """A fresh Authserver (plus the floor app) for one database and one gunicorn setting."""
 
-    def __init__(self, db: str, settings: h.GunicornSettings, smtp_port: int, workdir: Path):
+    def __init__(self, db: str, settings: h.GunicornSettings, smtp_port: int, workdir: Path,
+                 access_alg: str = "RS256"):
         self.db, self.settings, self.workdir = db, settings, workdir
         self.port = h.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
@@ -95,6 +97,7 @@ class Stack:
             # 16 robot browsers each make hundreds of round trips a second; the guard's
             # bookkeeping still runs on every request, only its threshold is out of reach.
             "AUTHSERVER_LOOP_MAX_TRIPS": "1000000",
+            "AUTHSERVER_ACCESS_TOKEN_ALG": access_alg,
             "DATABASE_URL": url,
         })
         self.cli_env = env
@@ -122,14 +125,17 @@ class Stack:
                             self.server_env, self.workdir / "authserver.log")
         self.floor.wait_ready()
         self.app.wait_ready()
-        db_pids = (lambda: h.pg_backend_pids(PG_DB)) if self.db == "postgres" else list
-        self.app_cpu = h.CpuMeter(lambda: self.app.pids() + db_pids())
+        self.db_pids = h.PgBackends(PG_DB) if self.db == "postgres" else None
+        self.app_cpu = h.CpuMeter(lambda: self.app.pids() + (self.db_pids() if self.db_pids
+                                                               else []))
         self.floor_cpu = h.CpuMeter(self.floor.pids)
 
     def stop(self) -> None:
         for server in (self.app, self.floor):
             if server is not None:
                 server.stop()
+        if getattr(self, "db_pids", None) is not None:
+            self.db_pids.close()
         if self.db == "postgres":
             h.pg_drop(PG_DB)
 
@@ -339,7 +345,7 @@ def run_config(db: str, workers: int, args, wanted: list[str], smtp) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"authserver-bench-{db}-{workers}w-"))
     h.log(f"{db}, {workers} worker(s) {settings.worker_class}: setting up in {workdir}")
     load_before = os.getloadavg()[0]
-    stack = Stack(db, settings, smtp[0].port, workdir)
+    stack = Stack(db, settings, smtp[0].port, workdir, args.access_token_alg)
     try:
         forgot_users = int(args.forgot_rate * args.duration) + 50
         stack.seed(forgot_users)
@@ -382,8 +388,10 @@ def run_config(db: str, workers: int, args, wanted: list[str], smtp) -> dict:
         row["verdict"] = verdict(r, row, by_name)
         rows.append(row)
     drift = abs(floor_before.rps - floor_after.rps) / max(floor_rps, 1)
+    db_cpu_missing = bool(getattr(stack, "db_pids", None) and stack.db_pids.failed)
     return {"db": db, "workers": workers, "gunicorn": settings.args(), "floor_rps": floor_rps,
             "floor_drift": round(drift, 3), "loadavg_1min": [load_before, os.getloadavg()[0]],
+            "db_cpu_missing": db_cpu_missing,
             "rows": rows}
 
 
@@ -439,12 +447,12 @@ def notes(configs: list[dict]) -> list[str]:
     out = []
     for cfg in configs:
         for row in cfg["rows"]:
-            if row["scenario"] == "login":
+            if row["scenario"] == "login" and "post_p50_ms" in row:
                 out.append(f"{cfg['db']}/{cfg['workers']}w login: POST /login alone p50 "
                            f"{row['post_p50_ms']} ms, p99 {row['post_p99_ms']} ms (argon2id "
                            f"verification dominates); GET /login p50 {row['get_p50_ms']} ms; "
                            "p50/p99 in the table are for the GET+POST pair")
-            if row["scenario"] == "forgot_password":
+            if row["scenario"] == "forgot_password" and "offered_rps" in row:
                 out.append(f"{cfg['db']}/{cfg['workers']}w forgot_password: offered "
                            f"{row['offered_rps']}/s, max {row['max_ms']} ms; the 1 s/message "
                            f"SMTP server took {row['smtp_delivered_during']} messages during "
@@ -458,6 +466,9 @@ def notes(configs: list[dict]) -> list[str]:
             out.append(f"{cfg['db']}/{cfg['workers']}w: floor measured right before "
                        + ", ".join(paired) + " (their ×floor uses it); load average "
                        f"{cfg['loadavg_1min'][0]:.1f} at start, {cfg['loadavg_1min'][1]:.1f} at end")
+        if cfg.get("db_cpu_missing"):
+            out.append(f"{cfg['db']}/{cfg['workers']}w: PostgreSQL backends could not be listed "
+                       "for a while: their CPU is missing from some cpu ms/req figures")
         if cfg["floor_drift"] > 0.15:
             out.append(f"{cfg['db']}/{cfg['workers']}w: the floor moved "
                        f"{cfg['floor_drift']:.0%} between before and after: the machine was "
@@ -477,8 +488,11 @@ def main() -> int:
     parser.add_argument("--smtp-delay", type=float, default=1.0, help="seconds per message")
     parser.add_argument("--scenarios", default=",".join(SCENARIOS),
                         help="comma-separated subset of: " + ", ".join(SCENARIOS))
+    parser.add_argument("--access-token-alg", choices=("RS256", "ES256"), default="RS256",
+                        help="AUTHSERVER_ACCESS_TOKEN_ALG for Authserver (the floor stays RS256)")
     parser.add_argument("--keep", action="store_true", help="keep the temp folders (logs)")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups on kill
     wanted = [s for s in SCENARIOS if s in args.scenarios.split(",")]
     dbs = ["sqlite", "postgres"] if args.db == "both" else [args.db]
     workers = [int(w) for w in args.workers.split(",")]
@@ -490,6 +504,8 @@ def main() -> int:
         for db in dbs:
             for w in workers:
                 configs.append(run_config(db, w, args, wanted, smtp))
+                RESULTS.mkdir(exist_ok=True)
+                (RESULTS / "partial.json").write_text(json.dumps(configs, indent=2) + "\n")
     finally:
         smtp[0].stop()
     report = {
@@ -497,6 +513,7 @@ def main() -> int:
         "machine": {"cpus": os.cpu_count(), "python": platform.python_version(),
                     "loadavg_at_end": os.getloadavg()},
         "settings": {"duration_s": args.duration, "connections": args.connections,
+                     "access_token_alg": args.access_token_alg,
                      "worker_class": args.worker_class, "threads": args.threads,
                      "forgot_rate": args.forgot_rate, "smtp_delay_s": args.smtp_delay},
         "configs": configs,
@@ -508,6 +525,7 @@ def main() -> int:
     md = (f"# Authserver benchmark {report['started']}\n\n{args.connections} connections, "
           f"{args.duration:g} s per scenario, gunicorn {args.worker_class}"
           f"{f' ({args.threads} threads)' if args.worker_class == 'gthread' else ''}; "
+          f"access tokens {args.access_token_alg}; "
           f"{os.cpu_count()} CPUs.\n\n" + table(configs, markdown=True) + "\n\n"
           + "\n".join(f"- {n}" for n in report["notes"]) + "\n")
     for name in (f"{stamp}", "latest"):

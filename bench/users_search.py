@@ -19,6 +19,7 @@ import os
 import random
 import secrets
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -91,7 +92,8 @@ def explain(url: str, q: str) -> str:
         return str(compiled) + "\n" + "\n".join(r[0] for r in rows)
 
 
-def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int) -> dict:
+def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int,
+                 max_seconds: float) -> dict:
     status, hdrs, body = h.request("GET", base + "/login")
     cookie = h.cookie_from(hdrs)
     data = h.form({"csrf_token": h.csrf_from(body), "username": "benchadmin",
@@ -106,6 +108,7 @@ def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int) -> 
     out = {}
     for label, q in qs.items():
         times = []
+        deadline = time.monotonic() + max_seconds
         for i in range(n + 3):
             t0 = time.perf_counter()
             status, _, body = h.request("GET", f"{base}/admin/users?{urlencode({'q': q})}",
@@ -115,11 +118,14 @@ def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int) -> 
                 raise RuntimeError(f"/admin/users answered {status}: {body[:300]!r}")
             if i >= 3:  # the first few warm the caches
                 times.append(elapsed)
+            if i >= 8 and time.monotonic() > deadline:
+                break
         out[label] = _summary(q, times, body.count(b"View profile"))
+        h.log(f"  {label}: {out[label]}")
     return out
 
 
-def measure_service(url: str, qs: dict[str, str], n: int) -> dict:
+def measure_service(url: str, qs: dict[str, str], n: int, max_seconds: float) -> dict:
     os.environ["DATABASE_URL"] = url
     from authserver import create_app
     from authserver.accounts import services as accounts
@@ -128,12 +134,16 @@ def measure_service(url: str, qs: dict[str, str], n: int) -> dict:
     with app.app_context():
         for label, q in qs.items():
             times = []
+            deadline = time.monotonic() + max_seconds
             for i in range(n + 3):
                 t0 = time.perf_counter()
                 rows, total = accounts.find_users(q)
                 if i >= 3:
                     times.append((time.perf_counter() - t0) * 1000)
+                if i >= 8 and time.monotonic() > deadline:
+                    break
             out[label] = _summary(q, times, len(rows))
+            h.log(f"  {label}: {out[label]}")
     return out
 
 
@@ -174,10 +184,10 @@ def run_db(db: str, count: int, args) -> dict:
                   "answered 404: not built yet)"
             server.stop()
             server = None
-            results = measure_service(url, qs, args.requests)
+            results = measure_service(url, qs, args.requests, args.max_seconds)
         else:
             how = "GET /admin/users?q=... as a signed-in admin, one connection, gunicorn 1 worker"
-            results = measure_http(server.base, h.PASSWORD, qs, args.requests)
+            results = measure_http(server.base, h.PASSWORD, qs, args.requests, args.max_seconds)
         plan = explain(url, qs["last name (~1/150 of users)"]) \
             if db == "postgres" else ""
         return {"db": db, "users": count, "load_seconds": round(load_s, 1), "how": how,
@@ -197,18 +207,21 @@ def main() -> int:
     parser.add_argument("--sqlite-users", type=int, default=None,
                         help="users for SQLite (default: --users)")
     parser.add_argument("--requests", type=int, default=200, help="per query")
+    parser.add_argument("--max-seconds", type=float, default=30,
+                        help="per query: stop early (after at least 6 samples) past this")
     args = parser.parse_args()
+    signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups on kill
     dbs = ["postgres", "sqlite"] if args.db == "both" else [args.db]
     reports = []
     for db in dbs:
         count = args.sqlite_users or args.users if db == "sqlite" else args.users
         reports.append(run_db(db, count, args))
-    lines = ["| db | users | query | q | p50 ms | p99 ms | max ms | shown | verdict |",
-             "|---|---|---|---|---|---|---|---|---|"]
+    lines = ["| db | users | query | q | n | p50 ms | p99 ms | max ms | shown | verdict |",
+             "|---|---|---|---|---|---|---|---|---|---|"]
     for rep in reports:
         for label, r in rep["results"].items():
             verdict = "ok" if r["p99_ms"] < 50 else "MISS"
-            lines.append(f"| {rep['db']} | {rep['users']:,} | {label} | `{r['q']}` | "
+            lines.append(f"| {rep['db']} | {rep['users']:,} | {label} | `{r['q']}` | {r['n']} | "
                          f"{r['p50_ms']} | {r['p99_ms']} | {r['max_ms']} | "
                          f"{r['results_on_page']} | {verdict} |")
     text = "\n".join(lines)
