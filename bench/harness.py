@@ -280,7 +280,8 @@ class WrkScenario:
     """What wrk sends. `per_thread` values reach each connection as the global `val`.
 
     `request_lua` (optional) is the body of a request() function, for requests that change
-    (it may read and set `val` and `seq`, and read `tid` and `RUN`, a token new on every run); `check_lua` is the body of check(status, headers,
+    (it may read and set `val` and `seq`, and read `tid` and `RUN`, a token new on every
+    run); `check_lua` is the body of check(status, headers,
     body) and may update `val` (a refresh-token chain does).
     """
     method: str
@@ -403,7 +404,8 @@ def cookie_from(headers: dict, name: str = SESSION_COOKIE) -> str | None:
     return None
 
 
-CSRF_RE = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"|value="([^"]+)"[^>]*name="csrf_token"')
+CSRF_RE = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"'
+                     rb'|value="([^"]+)"[^>]*name="csrf_token"')
 
 
 def csrf_from(body: bytes) -> str:

@@ -387,7 +387,8 @@ def pyspy(ctx: dict, scenario: str, seconds: float, workdir: Path) -> None:
         pid = server.worker_pids()[0]
         out = workdir / "pyspy.txt"
         spy = subprocess.Popen([str(h.VENV_BIN / "py-spy"), "record", "--pid", str(pid),
-                                "--duration", str(int(seconds)), "--rate", "250", "--gil", "--format",
+                                "--duration", str(int(seconds)), "--rate", "250", "--gil",
+                                "--format",
                                 "raw", "--output", str(out), "--nonblocking"],
                                stdout=subprocess.DEVNULL, stderr=subprocess.PIPE)
         result, _ = h.run_wrk(name, server.base, scen, seconds, 16, workdir)

@@ -252,8 +252,9 @@ def run_login(stack: Stack, args) -> h.Result:
             cookie = h.cookie_from(hdrs)
             data = h.form({"csrf_token": h.csrf_from(body), "username": "benchuser",
                            "password": h.PASSWORD})
+            cookie_hdr = {"Cookie": f"{h.SESSION_COOKIE}={cookie}"}
             status, hdrs, body = h.request("POST", base + "/login", body=data, conn=conn,
-                                           headers={**h.FORM, "Cookie": f"{h.SESSION_COOKIE}={cookie}"})
+                                           headers={**h.FORM, **cookie_hdr})
             t2 = time.perf_counter()
             ok = status == 303 and hdrs.get("location", "").endswith("/account")
             samples.append((ok, t1 - t0, t2 - t1, f"{status} {body[:200]!r}"))
@@ -465,7 +466,8 @@ def notes(configs: list[dict]) -> list[str]:
         if paired:
             out.append(f"{cfg['db']}/{cfg['workers']}w: floor measured right before "
                        + ", ".join(paired) + " (their ×floor uses it); load average "
-                       f"{cfg['loadavg_1min'][0]:.1f} at start, {cfg['loadavg_1min'][1]:.1f} at end")
+                       f"{cfg['loadavg_1min'][0]:.1f} at start, "
+                       f"{cfg['loadavg_1min'][1]:.1f} at end")
         if cfg.get("db_cpu_missing"):
             out.append(f"{cfg['db']}/{cfg['workers']}w: PostgreSQL backends could not be listed "
                        "for a while: their CPU is missing from some cpu ms/req figures")

@@ -7,7 +7,6 @@ SQLite executemany in batches.
 """
 from __future__ import annotations
 
-import io
 import json
 import random
 import time

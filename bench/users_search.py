@@ -16,7 +16,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import random
 import secrets
 import shutil
 import signal
@@ -104,6 +103,7 @@ def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int,
         raise RuntimeError(f"admin login answered {status}: {body[:300]!r}")
     cookie = h.cookie_from(hdrs) or cookie
     import http.client
+    cookie_hdr = {"Cookie": f"{h.SESSION_COOKIE}={cookie}"}
     conn = http.client.HTTPConnection("127.0.0.1", int(base.rsplit(":", 1)[1]), timeout=60)
     out = {}
     for label, q in qs.items():
@@ -112,7 +112,7 @@ def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int,
         for i in range(n + 3):
             t0 = time.perf_counter()
             status, _, body = h.request("GET", f"{base}/admin/users?{urlencode({'q': q})}",
-                                        conn=conn, headers={"Cookie": f"{h.SESSION_COOKIE}={cookie}"})
+                                        conn=conn, headers=cookie_hdr)
             elapsed = (time.perf_counter() - t0) * 1000
             if status != 200:
                 raise RuntimeError(f"/admin/users answered {status}: {body[:300]!r}")
