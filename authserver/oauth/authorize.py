@@ -57,7 +57,7 @@ def refresh_request(args):
     browser session whose account can no longer use tokens (a state set without ending its
     sessions) goes through the login page, which shows the page for that state.
     """
-    client = services.query_client(args.get("client_id"))
+    client = services.query_client_cached(args.get("client_id"))
     if client is None:
         return error_page("Unknown application", "This sign-in link names an application that "
                           "is not registered here.")
