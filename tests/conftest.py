@@ -14,7 +14,7 @@ from authserver.extensions import db
 from authserver.schema import init_schema
 from authserver.tokens.keyring import ensure_keys
 from support import (FROZEN_AT, AuthActions, LiveServer, _empty_tables, base_settings,
-                     database_url, free_port, is_postgres)
+                     database_url, free_port, is_postgres, make_client, make_user)
 
 
 @pytest.fixture(scope="session")
@@ -95,3 +95,17 @@ def live_server(settings):
     with app.app_context():
         db.session.remove()
         _empty_tables()
+
+
+@pytest.fixture
+def rp(app):
+    """A signed-up user (alice) and a confidential client: (client_id, client_secret)."""
+    make_user(app)
+    return make_client(app)
+
+
+@pytest.fixture
+def signed_in(auth, rp):
+    """rp, with alice signed in at the issuer."""
+    assert auth.login().status_code == 303
+    return rp

@@ -17,18 +17,6 @@ from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, quer
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 
 
-@pytest.fixture
-def rp(app):
-    make_user(app)
-    return make_client(app)
-
-
-@pytest.fixture
-def signed_in(auth, rp):
-    assert auth.login().status_code == 303
-    return rp
-
-
 def authorize_params(client_id, **extra):
     _, challenge = pkce_pair()
     return {"response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,

@@ -24,18 +24,6 @@ REDIRECT_URI = "http://127.0.0.1:9999/callback"
 LOOP_TITLE = "We stopped a redirect loop"
 
 
-@pytest.fixture
-def rp(app):
-    make_user(app)
-    return make_client(app)
-
-
-@pytest.fixture
-def signed_in(auth, rp):
-    assert auth.login().status_code == 303
-    return rp
-
-
 def refresh_params(client_id, state="s1", **extra):
     _, challenge = pkce_pair()
     params = {"client_id": client_id, "redirect_uri": REDIRECT_URI, "state": state,

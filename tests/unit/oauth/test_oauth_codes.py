@@ -14,17 +14,10 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.oauth import services
 from authserver.tokens import services as tokens
+from support import make_user
 
 URI = "https://app.example/callback"
 
-
-def make_user(app) -> int:
-    """Alice, active (not imported from tests/conftest.py: tests/unit/mail/conftest.py shadows
-    the module name `conftest` for every test collected after it)."""
-    user = accounts.new_user("alice", "alice@example.com", "Alice")
-    accounts.set_password(user, "correct horse battery staple")
-    db.session.commit()
-    return user.id
 
 
 @pytest.fixture

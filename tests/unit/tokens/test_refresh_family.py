@@ -14,17 +14,10 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.tokens import services as tokens
 from authserver.tokens.models import RefreshToken, RevokedAccessToken
+from support import make_user
 
 CLIENT = "client-a"
 
-
-def make_user(app) -> int:
-    """Alice, active (not imported from tests/conftest.py: tests/unit/mail/conftest.py shadows
-    the module name `conftest` for every test collected after it)."""
-    user = accounts.new_user("alice", "alice@example.com", "Alice")
-    accounts.set_password(user, "correct horse battery staple")
-    db.session.commit()
-    return user.id
 DAY = timedelta(days=1)
 
 
