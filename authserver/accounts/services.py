@@ -8,6 +8,7 @@ from email_validator import EmailNotValidError, validate_email
 from flask import current_app
 from sqlalchemy import or_, select, update
 from sqlalchemy.exc import IntegrityError
+from sqlalchemy.orm import joinedload
 
 from .. import clock, security
 from ..audit import security_event
@@ -180,7 +181,7 @@ def load_session(raw_sid: str | None) -> BrowserSession | None:
     """The live browser session for a cookie value, or None (expired, revoked, disabled user)."""
     if not raw_sid or not isinstance(raw_sid, str) or len(raw_sid) > 100:
         return None
-    bs = db.session.scalar(select(BrowserSession).where(
+    bs = db.session.scalar(select(BrowserSession).options(joinedload(BrowserSession.user)).where(
         BrowserSession.sid_hash == security.keyed_hash(raw_sid, "sid")))
     if bs is None or not bs.is_live(clock.now()):
         return None

@@ -47,7 +47,7 @@ def authorize_request(params: dict | None, consent: bool | None = None):
     if consent:
         services.grant_consent(user, client, req.scope)
     req.browser_session = bs
-    return server.create_authorization_response(request=req, grant=grant, grant_user=user)
+    return server.issue_authorization_response(grant, user)
 
 
 def refresh_request(args):

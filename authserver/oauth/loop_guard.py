@@ -5,10 +5,10 @@ redirect_uri. A trip to the login page is not one, because the user sees a page 
 trips are counted per browser and client in two places:
 
 - the signed session cookie: free, and shared by every process of the issuer;
-- the rate-limit storage (memory, or Redis when several processes serve one issuer), keyed on
-  a browser id kept in that cookie. It counts tabs racing each other exactly (the cookie is
-  last-write-wins), and it still counts when the browser keeps sending an old cookie but drops
-  every new one (a full cookie jar, an extension, a proxy): the id then comes from the old
+- a server-side store (loop_store.py: this process's memory, or the rate-limit Redis when
+  several processes serve one issuer), keyed on a browser id kept in that cookie. It counts
+  tabs racing each other exactly (the cookie is last-write-wins), and it still counts when the
+  browser keeps sending an old cookie but drops every new one (a full cookie jar, an extension, a proxy): the id then comes from the old
   cookie itself, so it stays the same.
 
 A request with no cookie at all is a first visit or a browser that blocks our cookies. It is
@@ -27,12 +27,11 @@ from functools import partial
 from urllib.parse import urlsplit
 
 from flask import after_this_request, current_app, g, make_response, request, session
-from limits import RateLimitItemPerSecond
-from limits.storage import Storage, storage_from_string
-from limits.strategies import MovingWindowRateLimiter
+from limits.storage import storage_from_string
 
 from .. import clock, security
 from .authorize import loop_page
+from .loop_store import MemoryTrips, SharedTrips
 
 log = logging.getLogger("authserver.loop_guard")
 
@@ -171,51 +170,42 @@ def _cookie_record(client_key: str, digest: str | None, browser: str) -> None:
 STORAGE_RETRY = 30
 
 
-def _storage() -> Storage:
-    storage = current_app.extensions.get("authserver.loop_storage")
-    if storage is None:
+def _store() -> MemoryTrips | SharedTrips:
+    store = current_app.extensions.get("authserver.loop_store")
+    if store is None:
         cfg = current_app.config
-        storage = storage_from_string(cfg["RATELIMIT_STORAGE_URI"],
-                                      **(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {}))
-        current_app.extensions["authserver.loop_storage"] = storage
-    return storage
+        uri = str(cfg["RATELIMIT_STORAGE_URI"])
+        max_trips, window = int(cfg["LOOP_MAX_TRIPS"]), float(cfg["LOOP_WINDOW"])
+        if uri.startswith("memory://"):
+            store = MemoryTrips(max_trips, window)
+        else:
+            storage = storage_from_string(uri, **(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {}))
+            store = SharedTrips(storage, max_trips, window)
+        current_app.extensions["authserver.loop_store"] = store
+    return store
 
 
 def _server(call, default):
     ext = current_app.extensions
     now = clock.now().timestamp()
-    if now < ext.get("authserver.loop_storage_down_until", 0):
+    if now < ext.get("authserver.loop_store_down_until", 0):
         return default
     try:
-        return call(_storage())
+        return call(_store(), now)
     except Exception:  # noqa: BLE001 (any storage error: see the note above)
         log.warning("loop guard storage unavailable; counting in the cookie only",
                     exc_info=True)
-        ext["authserver.loop_storage_down_until"] = now + STORAGE_RETRY
+        ext["authserver.loop_store_down_until"] = now + STORAGE_RETRY
         return default
 
 
-def _item() -> RateLimitItemPerSecond:
-    cfg = current_app.config
-    return RateLimitItemPerSecond(int(cfg["LOOP_MAX_TRIPS"]), int(cfg["LOOP_WINDOW"]),
-                                  namespace="LOOP")
-
-
-def _state_key(key: str, client_key: str, digest: str) -> str:
-    return f"LOOP/state/{key}/{client_key}/{digest}"
-
-
 def _server_allows(key: str, client_key: str) -> bool:
-    return _server(lambda st: MovingWindowRateLimiter(st).test(_item(), key, client_key), True)
+    return not _server(lambda st, now: st.too_many(key, client_key, now), False)
 
 
 def _server_seen_state(key: str, client_key: str, digest: str) -> bool:
-    return _server(lambda st: st.get(_state_key(key, client_key, digest)) > 0, False)
+    return _server(lambda st, now: st.seen_state(key, client_key, digest, now), False)
 
 
 def _server_record(key: str, client_key: str, digest: str | None) -> None:
-    def record(st: Storage) -> None:
-        MovingWindowRateLimiter(st).hit(_item(), key, client_key)
-        if digest:
-            st.incr(_state_key(key, client_key, digest), int(current_app.config["LOOP_WINDOW"]))
-    _server(record, None)
+    _server(lambda st, now: st.record(key, client_key, digest, now), None)

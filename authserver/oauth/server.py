@@ -3,6 +3,7 @@ from __future__ import annotations
 
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
+from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
@@ -32,6 +33,19 @@ class AuthorizationServer(_FlaskServer):
             oauth_req.payload = BasicOAuth2Payload(req)
             return oauth_req
         return IssuerRequest(request)
+
+    def issue_authorization_response(self, grant, grant_user):
+        """Authlib's create_authorization_response for a grant that get_consent_grant has
+        validated already: Authlib's own would validate the request a second time (and look
+        the nonce up in the database twice) on every /authorize and /refresh."""
+        try:
+            args = grant.create_authorization_response(grant.redirect_uri, grant_user)
+            response = self.handle_response(*args)
+        except OAuth2Error as error:
+            error.state = grant.request.payload.state
+            response = self.handle_error_response(grant.request, error)
+        grant.execute_hook("after_authorization_response", response)
+        return response
 
 
 def _issuer_url() -> str:

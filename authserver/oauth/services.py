@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
 
 from .. import clock, security
 from ..accounts.models import Licence, User
@@ -101,19 +101,19 @@ def list_clients() -> list[Client]:
 
 def save_authorization_code(code: str, *, client: Client, user: User, session, redirect_uri: str,
                             scope: str, nonce: str | None, challenge: str | None,
-                            method: str | None) -> AuthorizationCode:
-    """Store a code (hash only) bound to client, redirect URI, PKCE challenge and session."""
+                            method: str | None) -> None:
+    """Store a code (hash only) bound to client, redirect URI, PKCE challenge and session.
+
+    One INSERT without the ORM's unit of work: it runs on every /authorize and /refresh."""
     now = clock.now()
     ttl = int(current_app.config["AUTHORIZATION_CODE_TTL"])
-    row = AuthorizationCode(code_hash=security.keyed_hash(code, "authz_code"),
-                            client_id=client.client_id, user_id=user.id, session_id=session.id,
-                            redirect_uri=redirect_uri or "", scope=scope, nonce=nonce,
-                            code_challenge=challenge, code_challenge_method=method,
-                            auth_time=int(session.auth_time.timestamp()), amr=session.amr or [],
-                            expires_at=now + timedelta(seconds=ttl), created_at=now)
-    db.session.add(row)
+    db.session.execute(insert(AuthorizationCode).values(
+        code_hash=security.keyed_hash(code, "authz_code"), client_id=client.client_id,
+        user_id=user.id, session_id=session.id, redirect_uri=redirect_uri or "", scope=scope,
+        nonce=nonce, code_challenge=challenge, code_challenge_method=method,
+        auth_time=int(session.auth_time.timestamp()), amr=session.amr or [],
+        expires_at=now + timedelta(seconds=ttl), created_at=now))
     db.session.commit()
-    return row
 
 
 def claim_authorization_code(code: str, client: Client) -> AuthorizationCode | None:

@@ -13,6 +13,7 @@ from authserver.accounts.models import User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.oauth import services
+from authserver.oauth.models import AuthorizationCode
 from authserver.tokens import services as tokens
 from support import make_user
 
@@ -30,10 +31,13 @@ def world(frozen, app, ctx):
 
 
 def save(world, code="the-code", nonce="n-1"):
+    """Save a code and read back the row the database holds for it."""
     user, bs, client, _ = world
-    return services.save_authorization_code(
+    services.save_authorization_code(
         code, client=client, user=user, session=bs, redirect_uri=URI, scope="openid",
         nonce=nonce, challenge="c" * 43, method="S256")
+    return db.session.scalar(select(AuthorizationCode).where(
+        AuthorizationCode.code_hash == security.keyed_hash(code, "authz_code")))
 
 
 def test_code_is_stored_as_a_keyed_hash_with_its_bindings(world):
