@@ -20,6 +20,7 @@ from . import services
 from .claims import userinfo_for
 
 AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
+MAX_NONCE = 512
 
 
 def _usable_user(user_id: int) -> User | None:
@@ -31,6 +32,16 @@ def _usable_user(user_id: int) -> User | None:
 class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     AUTHORIZATION_CODE_LENGTH = 43
+
+    def validate_authorization_request(self):
+        """Authlib's checks, then a bound on the nonce: it is stored with the code and indexed
+        for the replay check (OIDC sets no length; real nonces are 16 to 64 characters)."""
+        redirect_uri = super().validate_authorization_request()
+        nonce = self.request.payload.data.get("nonce")
+        if nonce and len(nonce) > MAX_NONCE:
+            raise InvalidRequestError(f"nonce is longer than {MAX_NONCE} characters",
+                                      redirect_uri=redirect_uri)
+        return redirect_uri
 
     def generate_authorization_code(self):
         """256 bits from secrets in one call (Authlib draws one character at a time)."""

@@ -5,7 +5,7 @@ from datetime import datetime
 
 from authlib.oauth2.rfc6749 import ClientMixin
 from authlib.oauth2.rfc6749.util import list_to_scope, scope_to_list
-from sqlalchemy import JSON, Boolean, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import JSON, Boolean, ForeignKey, Index, Integer, String, Text, UniqueConstraint
 from sqlalchemy.orm import Mapped, mapped_column
 
 from .. import clock, security
@@ -82,6 +82,8 @@ class AuthorizationCode(db.Model):
     """A one-time code (RFC 6749 section 4.1.2), stored only as a keyed hash."""
 
     __tablename__ = "authorization_codes"
+    # The nonce replay check (OIDC Core 3.1.2.1) runs on every authorization request.
+    __table_args__ = (Index("ix_authorization_codes_client_nonce", "client_id", "nonce"),)
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     code_hash: Mapped[str] = mapped_column(String(64), unique=True)

@@ -147,6 +147,32 @@ def test_authorize_refuses_a_malformed_challenge(client, signed_in):
     assert_error_redirect(resp, "invalid_request")
 
 
+# --- /authorize: the nonce (OIDC Core 3.1.2.1) ---------------------------------------------------
+
+@pytest.mark.parametrize("scope", ["openid profile", "profile"])
+def test_a_nonce_of_512_characters_is_accepted_and_stored(client, signed_in, scope):
+    resp = client.get("/authorize", query_string=authorize_params(
+        signed_in[0], nonce="n" * 512, scope=scope))
+    assert resp.status_code == 302
+    assert "code" in query_of(resp.headers["Location"])
+
+
+@pytest.mark.parametrize("scope", ["openid profile", "profile"])
+def test_a_longer_nonce_is_refused_at_the_redirect_uri(client, signed_in, scope):
+    resp = client.get("/authorize", query_string=authorize_params(
+        signed_in[0], nonce="n" * 513, scope=scope))
+    q = assert_error_redirect(resp, "invalid_request")
+    assert "nonce" in q["error_description"]
+    assert "code" not in q
+
+
+def test_a_nonce_used_before_by_the_client_is_refused(client, signed_in):
+    first = client.get("/authorize", query_string=authorize_params(signed_in[0], nonce="n-1"))
+    assert "code" in query_of(first.headers["Location"])
+    again = client.get("/authorize", query_string=authorize_params(signed_in[0], nonce="n-1"))
+    assert_error_redirect(again, "invalid_request")
+
+
 def test_client_that_does_not_require_pkce_may_skip_it(app, client, auth):
     make_user(app)
     client_id, secret = make_client(app, require_pkce=False)
