@@ -69,12 +69,11 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         if "refresh_token" in token:
             session = db.session.get(BrowserSession, code.session_id) \
                 if code.session_id else None
-            row = tokens.store_refresh_token(
+            code.family_id = tokens.store_refresh_token(
                 token["refresh_token"], client_id=code.client_id, user_id=code.user_id,
                 scope=code.scope, session_id=code.session_id, auth_time=code.auth_time,
                 amr=code.amr, family_id=None,
                 family_expires_at=session.expires_at if session else clock.now())
-            code.family_id = row.family_id
         db.session.commit()
 
 
@@ -87,7 +86,8 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
         return tokens.claim_refresh_token(refresh_token, self.request.client.get_client_id())
 
     def authenticate_user(self, refresh_token):
-        return _usable_user(refresh_token.user_id)
+        """The user loaded with the token (claim_refresh_token), if tokens may be issued."""
+        return refresh_token.user if can_use_tokens(refresh_token.user) else None
 
     def revoke_old_credential(self, refresh_token):
         """Rotation already happened atomically in claim_refresh_token."""

@@ -4,10 +4,11 @@ from __future__ import annotations
 from datetime import datetime
 
 from sqlalchemy import JSON, ForeignKey, Integer, String, Text
-from sqlalchemy.orm import Mapped, mapped_column
+from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
 from ..db import UTCDateTime
+from ..accounts.models import BrowserSession, User
 from ..extensions import db
 
 
@@ -30,6 +31,9 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Loaded with the token in one query by services.claim_refresh_token.
+    user: Mapped[User] = relationship()
+    session: Mapped[BrowserSession | None] = relationship()
 
     # --- Authlib TokenMixin ---
     def check_client(self, client) -> bool:

@@ -9,7 +9,8 @@ import uuid
 from datetime import datetime, timedelta
 
 from flask import current_app
-from sqlalchemy import select, update
+from sqlalchemy import insert, select, update
+from sqlalchemy.orm import contains_eager
 
 from .. import clock, security
 from ..accounts.models import BrowserSession
@@ -25,14 +26,16 @@ def hash_refresh_token(raw: str) -> str:
 
 def store_refresh_token(raw: str, *, client_id: str, user_id: int, scope: str,
                         session_id: int | None, auth_time: int, amr: list,
-                        family_id: str | None, family_expires_at: datetime) -> RefreshToken:
-    """Add one refresh token (hash only) to a family; a new family when family_id is None."""
-    row = RefreshToken(token_hash=hash_refresh_token(raw), family_id=family_id or str(uuid.uuid4()),
-                       family_expires_at=family_expires_at, client_id=client_id, user_id=user_id,
-                       session_id=session_id, scope=scope, auth_time=auth_time, amr=amr,
-                       created_at=clock.now())
-    db.session.add(row)
-    return row
+                        family_id: str | None, family_expires_at: datetime) -> str:
+    """Add one refresh token (hash only) to a family, a new one when family_id is None, and
+    return the family id. One INSERT without the ORM's unit of work (every refresh does it)."""
+    family_id = family_id or str(uuid.uuid4())
+    db.session.execute(insert(RefreshToken).values(
+        token_hash=hash_refresh_token(raw), family_id=family_id,
+        family_expires_at=family_expires_at, client_id=client_id, user_id=user_id,
+        session_id=session_id, scope=scope, auth_time=auth_time, amr=amr,
+        created_at=clock.now()))
+    return family_id
 
 
 def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
@@ -44,11 +47,15 @@ def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
     if not raw or len(raw) > 512:
         return None
     now = clock.now()
-    row = db.session.scalar(select(RefreshToken).where(
-        RefreshToken.token_hash == hash_refresh_token(raw)))
+    # The token, its browser session and its user in one round trip.
+    row = db.session.scalar(
+        select(RefreshToken)
+        .outerjoin(RefreshToken.session).join(RefreshToken.user)
+        .options(contains_eager(RefreshToken.session), contains_eager(RefreshToken.user))
+        .where(RefreshToken.token_hash == hash_refresh_token(raw)))
     if row is None or row.client_id != client_id or row.revoked_at is not None:
         return None
-    if now >= row.family_expires_at or not _session_live(row.session_id, now):
+    if now >= row.family_expires_at or not _session_live(row, now):
         return None
     won = db.session.execute(
         update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None),
@@ -70,12 +77,11 @@ def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
     return None
 
 
-def _session_live(session_id: int | None, now: datetime) -> bool:
+def _session_live(row: RefreshToken, now: datetime) -> bool:
     """A refresh token lives only as long as the browser session it was issued in."""
-    if session_id is None:
+    if row.session_id is None:
         return True
-    bs = db.session.get(BrowserSession, session_id)
-    return bs is not None and bs.is_live(now)
+    return row.session is not None and row.session.is_live(now)
 
 
 def revoke_family(family_id: str, now: datetime | None = None) -> int:

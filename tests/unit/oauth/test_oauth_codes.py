@@ -62,11 +62,10 @@ def test_replay_revokes_the_family_the_first_use_started(world):
     user, bs, client, _ = world
     save(world)
     row = services.claim_authorization_code("the-code", client)
-    family = tokens.store_refresh_token(
+    row.family_id = tokens.store_refresh_token(
         "refresh-1", client_id=client.client_id, user_id=user.id, scope="openid",
         session_id=bs.id, auth_time=row.auth_time, amr=row.amr, family_id=None,
         family_expires_at=bs.expires_at)
-    row.family_id = family.family_id
     db.session.commit()
 
     assert services.claim_authorization_code("the-code", client) is None

@@ -31,12 +31,13 @@ def session(frozen, app, ctx):
 
 def issue(bs: BrowserSession, raw: str, family_id: str | None = None, client_id: str = CLIENT,
           expires_at=None) -> RefreshToken:
-    row = tokens.store_refresh_token(
+    tokens.store_refresh_token(
         raw, client_id=client_id, user_id=bs.user_id, scope="openid", session_id=bs.id,
         auth_time=int(bs.auth_time.timestamp()), amr=["pwd"], family_id=family_id,
         family_expires_at=expires_at or bs.expires_at)
     db.session.commit()
-    return row
+    return db.session.scalar(select(RefreshToken).where(
+        RefreshToken.token_hash == tokens.hash_refresh_token(raw)))
 
 
 def reuse_events() -> list[SecurityEvent]:
