@@ -263,16 +263,17 @@ def run_pair(stack: Stack, args, scens: dict[str, h.WrkScenario]) -> list[h.Resu
               for a, r in zip(rounds[PAIR[0]], rounds[PAIR[1]])]
     results = []
     for name in PAIR:
-        result = _sum_rounds(name, rounds[name])
+        result = _sum_rounds(name, rounds[name], seconds)
         result.extra["round_ratios_refresh_over_prompt_none"] = ratios
         _add_floor(result, floor)
         results.append(result)
     return results
 
 
-def _sum_rounds(name: str, parts: list[h.Result]) -> h.Result:
-    """One result from several runs: requests over seconds; the median run's p50 and p99."""
-    seconds = sum(p.ok / p.rps for p in parts if p.rps)
+def _sum_rounds(name: str, parts: list[h.Result], nominal: float) -> h.Result:
+    """One result from several runs: requests over seconds (a run with nothing good counts
+    its nominal length); the median run's p50 and p99."""
+    seconds = sum(p.ok / p.rps if p.rps else nominal for p in parts)
     ok, requests = sum(p.ok for p in parts), sum(p.requests for p in parts)
     cpu_ms = sum(p.extra.get("cpu_ms_per_req", 0) * p.requests for p in parts)
     return h.Result(name, ok / seconds if seconds else 0.0,

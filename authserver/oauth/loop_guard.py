@@ -181,7 +181,8 @@ def _store() -> MemoryTrips | SharedTrips:
         else:
             storage = storage_from_string(uri, **(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {}))
             store = SharedTrips(storage, max_trips, window)
-        current_app.extensions["authserver.loop_store"] = store
+        # Two threads of a fresh worker may both get here: both keep the first one stored.
+        store = current_app.extensions.setdefault("authserver.loop_store", store)
     return store
 
 

@@ -3,8 +3,9 @@
 Two stores with one interface, chosen by RATELIMIT_STORAGE_URI:
 
 - `MemoryTrips` (memory://, one process): a dict of small per-(browser, client) entries,
-  pruned as they are touched and evicted least-recently-used past MAX_KEYS. Every call is
-  O(1) amortised and no thread runs beside the requests. (limits' MemoryStorage would need
+  pruned as they are touched, dropped once unseen for a whole window, and evicted least
+  recently used first past MAX_KEYS. Every call is O(1) amortised and no thread runs beside
+  the requests. (limits' MemoryStorage would need
   one counter key per state and a timer thread that scans every key 100 times a second,
   which cost /refresh about 10 % of a core at a few hundred requests per second.)
 - `SharedTrips` (redis:// and the other `limits` storages): a moving window per
@@ -12,8 +13,9 @@ Two stores with one interface, chosen by RATELIMIT_STORAGE_URI:
 """
 from __future__ import annotations
 
+import bisect
 import threading
-from collections import OrderedDict, deque
+from collections import OrderedDict
 
 from limits import RateLimitItemPerSecond
 from limits.storage import Storage
@@ -45,6 +47,8 @@ class MemoryTrips:
         with self._lock:
             entry = self._touch(key, client, now, create=True)
             entry.times.append(now)
+            if len(entry.times) > self.max_trips:  # one more than the limit is all a check needs
+                del entry.times[0]
             if digest:
                 entry.states.pop(digest, None)  # re-inserted, so the dict stays in time order
                 entry.states[digest] = now
@@ -52,32 +56,47 @@ class MemoryTrips:
                     entry.states.pop(next(iter(entry.states)))
 
     def _touch(self, key: str, client: str, now: float, *, create: bool) -> _Entry | None:
-        """The entry, with what fell out of the window dropped, as the most recent one."""
+        """The entry, with what fell out of the window dropped, as the most recent one.
+
+        Entries not seen for a whole window are dropped from the least recent end as new ones
+        arrive, so the table holds only the last window's browsers (and at most max_keys).
+        """
         ident = (key, client)
         entry = self._entries.get(ident)
         if entry is None:
             if not create:
                 return None
-            entry = self._entries[ident] = _Entry(self.max_trips)
+            self._drop_stale(now)
+            entry = self._entries[ident] = _Entry(now)
             while len(self._entries) > self.max_keys:
                 self._entries.popitem(last=False)
         else:
             self._entries.move_to_end(ident)
+            entry.seen = now
         entry.prune(now - self.window)
         return entry
 
+    def _drop_stale(self, now: float) -> None:
+        while self._entries:
+            oldest = next(iter(self._entries.values()))
+            if oldest.seen > now - self.window:
+                return
+            self._entries.popitem(last=False)
+
+    def __len__(self) -> int:
+        return len(self._entries)
+
 
 class _Entry:
-    __slots__ = ("times", "states")
+    __slots__ = ("times", "states", "seen")
 
-    def __init__(self, max_trips: int):
-        # One more than the limit is all a check needs; a bound keeps a hot key small.
-        self.times: deque[float] = deque(maxlen=max_trips + 1)
+    def __init__(self, now: float):
+        self.times: list[float] = []
         self.states: dict[str, float] = {}
+        self.seen = now
 
     def prune(self, since: float) -> None:
-        while self.times and self.times[0] <= since:
-            self.times.popleft()
+        del self.times[:bisect.bisect_right(self.times, since)]
         while self.states and next(iter(self.states.values())) <= since:
             self.states.pop(next(iter(self.states)))
 

@@ -37,7 +37,10 @@ class AuthorizationServer(_FlaskServer):
     def issue_authorization_response(self, grant, grant_user):
         """Authlib's create_authorization_response for a grant that get_consent_grant has
         validated already: Authlib's own would validate the request a second time (and look
-        the nonce up in the database twice) on every /authorize and /refresh."""
+        the nonce up in the database twice) on every /authorize and /refresh. Runs the same
+        server-level hooks as Authlib's (none are registered today)."""
+        self.execute_hook("before_create_authorization_response", grant.request, grant_user,
+                          grant)
         try:
             args = grant.create_authorization_response(grant.redirect_uri, grant_user)
             response = self.handle_response(*args)
@@ -45,6 +48,7 @@ class AuthorizationServer(_FlaskServer):
             error.state = grant.request.payload.state
             response = self.handle_error_response(grant.request, error)
         grant.execute_hook("after_authorization_response", response)
+        self.execute_hook("after_create_authorization_response", response)
         return response
 
 

@@ -16,6 +16,9 @@ depends_on = None
 
 
 def upgrade():
+    # Nonces were unbounded before; a btree entry is limited (PostgreSQL: about 2,700 bytes).
+    # Codes live 60 seconds, so dropping the few with a nonce over the new bound loses nothing.
+    op.execute("DELETE FROM authorization_codes WHERE length(nonce) > 512")
     with op.batch_alter_table('authorization_codes', schema=None) as batch_op:
         batch_op.create_index('ix_authorization_codes_client_nonce', ['client_id', 'nonce'],
                               unique=False)

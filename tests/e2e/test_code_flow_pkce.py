@@ -150,11 +150,17 @@ def test_authorize_refuses_a_malformed_challenge(client, signed_in):
 # --- /authorize: the nonce (OIDC Core 3.1.2.1) ---------------------------------------------------
 
 @pytest.mark.parametrize("scope", ["openid profile", "profile"])
-def test_a_nonce_of_512_characters_is_accepted_and_stored(client, signed_in, scope):
+def test_a_nonce_of_512_characters_is_accepted(client, signed_in, scope):
     resp = client.get("/authorize", query_string=authorize_params(
         signed_in[0], nonce="n" * 512, scope=scope))
     assert resp.status_code == 302
     assert "code" in query_of(resp.headers["Location"])
+
+
+def test_a_nonce_of_512_characters_is_remembered_for_the_replay_check(client, signed_in):
+    params = authorize_params(signed_in[0], nonce="n" * 512)
+    assert "code" in query_of(client.get("/authorize", query_string=params).headers["Location"])
+    assert_error_redirect(client.get("/authorize", query_string=params), "invalid_request")
 
 
 @pytest.mark.parametrize("scope", ["openid profile", "profile"])

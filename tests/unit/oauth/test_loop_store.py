@@ -49,3 +49,15 @@ def test_past_its_size_the_least_recently_used_browser_is_forgotten_first():
     assert store.too_many("b:1", "app", 102)
     assert not store.too_many("b:2", "app", 102)
     assert store.too_many("b:3", "app", 102)
+
+
+def test_browsers_not_seen_for_a_window_are_dropped():
+    store = MemoryTrips(max_trips=5, window=20)
+    for i in range(100):
+        store.record(f"b:{i}", "app", "d", 100.05 + i * 0.1)
+    store.too_many("b:99", "app", 115)  # a lookup keeps b:99 recent, creates nothing
+    store.record("b:new", "app", None, 125)
+    assert len(store) == 51, "b:0 to b:49 were last seen 20 s or more before"
+    assert not store.too_many("b:10", "app", 125)
+    store.record("b:newer", "app", None, 200)
+    assert len(store) == 1

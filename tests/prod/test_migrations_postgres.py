@@ -1,0 +1,52 @@
+"""Upgrading a PostgreSQL database that holds data written by the previous release."""
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+
+import pytest
+from flask_migrate import upgrade
+from sqlalchemy import inspect, text
+
+from authserver import create_app
+from authserver.extensions import db
+from prodkit import pg_server_url, postgres_only, scratch_database
+from support import base_settings, make_user
+
+pytestmark = postgres_only
+
+CODE_ROW = text(
+    "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, nonce,"
+    " auth_time, amr, expires_at, created_at) VALUES (:h, 'app', :u, '', 'openid', :nonce, 0,"
+    " '[]', :t, :t)")
+
+
+@pytest.fixture
+def old_database(tmp_path, keys_dir):
+    """A fresh database at the first release's schema, and an app on it."""
+    with scratch_database(pg_server_url(), prefix="authserver_mig") as url:
+        app = create_app(base_settings(str(tmp_path), keys_dir, url))
+        with app.app_context():
+            upgrade(revision="e20221698d9a")
+        yield app
+        with app.app_context():
+            db.session.remove()
+            db.engine.dispose()
+
+
+def test_the_nonce_index_migration_copes_with_nonces_too_long_to_index(old_database):
+    """Nonces were unbounded before: a random 4,000-character one does not fit a btree entry."""
+    with old_database.app_context():
+        now = datetime(2030, 1, 1)
+        user_id = make_user(old_database)
+        long_nonce = "".join(f"{i:08x}" for i in range(500))
+        db.session.execute(CODE_ROW, {"h": "a" * 64, "u": user_id, "nonce": long_nonce, "t": now})
+        db.session.execute(CODE_ROW, {"h": "b" * 64, "u": user_id, "nonce": "n" * 512,
+                                      "t": now + timedelta(seconds=1)})
+        db.session.commit()
+
+        upgrade()
+
+        indexes = {ix["name"] for ix in inspect(db.engine).get_indexes("authorization_codes")}
+        assert "ix_authorization_codes_client_nonce" in indexes
+        kept = db.session.execute(text("SELECT code_hash FROM authorization_codes")).scalars()
+        assert list(kept) == ["b" * 64]
