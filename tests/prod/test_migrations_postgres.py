@@ -1,6 +1,7 @@
 """Upgrading a PostgreSQL database that holds data written by the previous release."""
 from __future__ import annotations
 
+import secrets
 from datetime import datetime, timedelta
 
 import pytest
@@ -38,7 +39,7 @@ def test_the_nonce_index_migration_copes_with_nonces_too_long_to_index(old_datab
     with old_database.app_context():
         now = datetime(2030, 1, 1)
         user_id = make_user(old_database)
-        long_nonce = "".join(f"{i:08x}" for i in range(500))
+        long_nonce = secrets.token_urlsafe(3000)  # random: PostgreSQL cannot compress it
         db.session.execute(CODE_ROW, {"h": "a" * 64, "u": user_id, "nonce": long_nonce, "t": now})
         db.session.execute(CODE_ROW, {"h": "b" * 64, "u": user_id, "nonce": "n" * 512,
                                       "t": now + timedelta(seconds=1)})
@@ -47,6 +48,6 @@ def test_the_nonce_index_migration_copes_with_nonces_too_long_to_index(old_datab
         upgrade()
 
         indexes = {ix["name"] for ix in inspect(db.engine).get_indexes("authorization_codes")}
-        assert "ix_authorization_codes_client_nonce" in indexes
+        assert "ix_authorization_codes_nonce" in indexes
         kept = db.session.execute(text("SELECT code_hash FROM authorization_codes")).scalars()
-        assert list(kept) == ["b" * 64]
+        assert sorted(kept) == ["a" * 64, "b" * 64], "nothing is lost on the way"
