@@ -4,8 +4,10 @@ from __future__ import annotations
 
 from urllib.parse import urlencode
 
+from authlib.common.urls import add_params_to_uri
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.errors import AccessDeniedError
+from authlib.oauth2.rfc7636.challenge import CODE_CHALLENGE_PATTERN
 from authlib.oidc.core.errors import ConsentRequiredError, LoginRequiredError
 from flask import g, redirect, render_template, request, url_for
 
@@ -16,6 +18,7 @@ from ..audit import security_event
 from ..extensions import db
 from . import services
 from .forms import ConsentForm, RestartForm
+from .grants import MAX_NONCE, new_authorization_code
 from .server import current_server
 
 
@@ -76,7 +79,39 @@ def refresh_request(args):
     bs = login_flow.current_session()
     if bs is not None and not can_use_tokens(bs.user):
         return _to_login(params)
+    if bs is not None and _everyday_refresh(bs, client, params):
+        return _issue_code(bs, client, params)
     return authorize_request(params)
+
+
+def _everyday_refresh(bs, client, params: dict) -> bool:
+    """The request /refresh exists for: a live session, a well-formed S256 challenge, a fresh
+    nonce, nothing to ask the user. Its parameters are fixed (the client's scope, no prompt,
+    no max_age), so these are all the rules there are; the code is issued directly, without
+    Authlib parsing and validating a synthetic authorization request (issue 5: /refresh is
+    the hot path of every expired session). Anything else takes the general path, which gives
+    the error, the login page or the consent page exactly as /authorize would.
+    """
+    challenge, nonce = params.get("code_challenge"), params.get("nonce")
+    return (client.check_response_type("code")
+            and params.get("code_challenge_method") == "S256"
+            and bool(challenge and CODE_CHALLENGE_PATTERN.match(challenge))
+            and (not nonce or (len(nonce) <= MAX_NONCE
+                               and not services.nonce_used(client.client_id, nonce)))
+            and services.has_licence(bs.user, client)
+            and not services.needs_consent(bs.user, client, params["scope"]))
+
+
+def _issue_code(bs, client, params: dict):
+    """What AuthorizationCodeGrant.create_authorization_response does: save, then 302."""
+    code = new_authorization_code()
+    services.save_authorization_code(
+        code, client=client, user=bs.user, session=bs, redirect_uri=params["redirect_uri"],
+        scope=params["scope"], nonce=params.get("nonce"), challenge=params["code_challenge"],
+        method="S256")
+    query = [("code", code)] + ([("state", params["state"])] if params.get("state") else [])
+    location = add_params_to_uri(params["redirect_uri"], query)
+    return current_server().handle_response(302, "", [("Location", location)])
 
 
 def _too_old(bs, max_age) -> bool:

@@ -23,6 +23,11 @@ AUTH_METHODS = ["client_secret_basic", "client_secret_post", "none"]
 MAX_NONCE = 512
 
 
+def new_authorization_code() -> str:
+    """256 bits from secrets in one call (Authlib draws one character at a time)."""
+    return security.random_token(32)
+
+
 def _usable_user(user_id: int) -> User | None:
     """The user, if tokens may be issued to them (states.can_use_tokens: active accounts only)."""
     user = accounts.get_user(user_id)
@@ -34,8 +39,8 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
     AUTHORIZATION_CODE_LENGTH = 43
 
     def validate_authorization_request(self):
-        """Authlib's checks, then a bound on the nonce: it is stored with the code and indexed
-        for the replay check (OIDC sets no length; real nonces are 16 to 64 characters)."""
+        """Authlib's checks, then a bound on the nonce, which is stored with the code and copied
+        into the ID token (OIDC sets no length; real nonces are 16 to 64 characters)."""
         redirect_uri = super().validate_authorization_request()
         nonce = self.request.payload.data.get("nonce")
         if nonce and len(nonce) > MAX_NONCE:
@@ -44,8 +49,7 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return redirect_uri
 
     def generate_authorization_code(self):
-        """256 bits from secrets in one call (Authlib draws one character at a time)."""
-        return security.random_token(32)
+        return new_authorization_code()
 
     def save_authorization_code(self, code, request):
         return services.save_authorization_code(

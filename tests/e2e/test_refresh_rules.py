@@ -16,6 +16,7 @@ from authserver.accounts import services as accounts
 from authserver.admin import services as admin
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
+from authserver.oauth.models import DEFAULT_SCOPE
 from authserver.passwords import codes
 from authserver.passwords import services as passwords
 from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
@@ -141,6 +142,62 @@ def test_the_nonce_reaches_the_id_token(client, signed_in):
     payload = id_token.split(".")[1]
     claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
     assert claims["nonce"] == "n-0S6_WzA2Mj"
+
+
+def test_a_malformed_challenge_is_refused_at_the_redirect_uri(client, signed_in):
+    resp = get_refresh(client, signed_in[0], code_challenge="too-short")
+    q = query_of(resp.headers["Location"])
+    assert q["error"] == "invalid_request" and q["state"] == "s1" and "code" not in q
+
+
+def test_a_nonce_the_client_used_before_is_refused(client, signed_in):
+    assert_to_app_with_code(get_refresh(client, signed_in[0], nonce="once"))
+    resp = get_refresh(client, signed_in[0], state="s2", nonce="once")
+    q = query_of(resp.headers["Location"])
+    assert q["error"] == "invalid_request" and q["state"] == "s2" and "code" not in q
+
+
+def test_a_nonce_over_512_characters_is_refused(client, signed_in):
+    resp = get_refresh(client, signed_in[0], nonce="n" * 513)
+    assert query_of(resp.headers["Location"])["error"] == "invalid_request"
+
+
+def test_an_app_the_user_has_no_licence_for_gets_the_no_licence_page(app, client, signed_in):
+    client_id, _ = make_client(app, "Licensed", requires_licence=True)
+    resp = get_refresh(client, client_id)
+    assert_page_not_redirect(resp, 200)
+    assert [e.client_id for e in events(app, "no_licence")] == [client_id]
+
+
+def test_a_third_party_app_asks_for_consent_first(app, client, signed_in):
+    client_id, _ = make_client(app, "Elsewhere", first_party=False)
+    resp = get_refresh(client, client_id)
+    assert_page_not_redirect(resp, 200)
+    assert "Allow Elsewhere?" in resp.text
+
+
+def test_a_code_from_refresh_is_worth_what_one_from_authorize_is(client, signed_in):
+    """Same user, client, session and the client's registered scope (what /refresh asks
+    for): the same tokens, scope and ID-token claims."""
+    def tokens(path, params, verifier):
+        resp = client.get(path, query_string=params)
+        code = query_of(resp.headers["Location"])["code"]
+        body = exchange(client, signed_in, code, verifier).get_json()
+        payload = body["id_token"].split(".")[1]
+        claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+        for varying in ("iat", "exp", "nonce", "at_hash", "jti"):
+            claims.pop(varying, None)
+        return body["scope"], sorted(body), claims
+
+    verifier, challenge = pkce_pair()
+    common = {"client_id": signed_in[0], "redirect_uri": REDIRECT_URI, "state": "s",
+              "code_challenge": challenge, "code_challenge_method": "S256"}
+    from_refresh = tokens("/refresh", {**common, "nonce": "n1"}, verifier)
+    from_authorize = tokens("/authorize", {**common, "nonce": "n2", "response_type": "code",
+                                           "scope": DEFAULT_SCOPE}, verifier)
+    assert from_refresh == from_authorize
+    assert from_refresh[0] == DEFAULT_SCOPE
+    assert from_refresh[2]["sub"] and from_refresh[2]["auth_time"]
 
 
 def test_a_missing_state_is_accepted_and_recorded_as_a_security_event(app, client, signed_in):
