@@ -471,6 +471,11 @@ def verdict(r: h.Result, row: dict, by_name: dict) -> str:
     if r.scenario == "forgot_password":
         return "ok" if r.p99_ms < 50 else "MISS"
     if r.scenario == "refresh_redirect" and "authorize_prompt_none" in by_name:
+        # Paired rounds: the median of the round-by-round ratios, so one round in which the
+        # machine stalled does not decide (the summed req/s are in the table beside it).
+        ratios = [x for x in r.extra.get("round_ratios_refresh_over_prompt_none") or [] if x]
+        if ratios:
+            return "ok" if statistics.median(ratios) >= 1 else "MISS"
         return "ok" if r.rps >= by_name["authorize_prompt_none"].rps else "MISS"
     return ""
 
@@ -519,7 +524,8 @@ def notes(configs: list[dict]) -> list[str]:
                        if r.get("round_ratios_refresh_over_prompt_none")), None)
         if ratios:
             out.append(f"{cfg['db']}/{cfg['workers']}w: /refresh over prompt=none req/s, round "
-                       "by round (alternating order): " + ", ".join(map(str, ratios)))
+                       "by round (alternating order): " + ", ".join(map(str, ratios))
+                       + f"; median {statistics.median([x for x in ratios if x] or [0]):.3f}")
         paired = [f"{r['scenario']} {r['paired_floor_rps']:.0f}/s" for r in cfg["rows"]
                   if r.get("paired_floor_rps")]
         if paired:
@@ -545,7 +551,7 @@ def main() -> int:
     parser.add_argument("--connections", type=int, default=16)
     parser.add_argument("--worker-class", choices=("gthread", "sync"), default="gthread")
     parser.add_argument("--threads", type=int, default=4, help="threads per gthread worker")
-    parser.add_argument("--pair-rounds", type=int, default=4,
+    parser.add_argument("--pair-rounds", type=int, default=6,
                         help="alternating rounds of /refresh against prompt=none")
     parser.add_argument("--forgot-rate", type=float, default=20, help="POST /forgot-password/s")
     parser.add_argument("--smtp-delay", type=float, default=1.0, help="seconds per message")
