@@ -103,7 +103,10 @@ def _everyday_refresh(bs, client, params: dict) -> bool:
 
 
 def _issue_code(bs, client, params: dict):
-    """What AuthorizationCodeGrant.create_authorization_response does: save, then 302."""
+    """What AuthorizationCodeGrant.create_authorization_response does: save, then 302.
+
+    Authlib's grant-level `after_authorization_response` hooks do not run here; none are
+    registered. One added later (say RFC 9207's `iss`) must be added here too."""
     code = new_authorization_code()
     services.save_authorization_code(
         code, client=client, user=bs.user, session=bs, redirect_uri=params["redirect_uri"],
