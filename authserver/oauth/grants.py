@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
@@ -87,17 +87,21 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         """The token must belong to the authenticated client, never to a client_id in the body."""
-        return tokens.claim_refresh_token(refresh_token, self.request.client.get_client_id())
+        return tokens.find_refresh_token(refresh_token, self.request.client.get_client_id())
 
     def authenticate_user(self, refresh_token):
-        """The user loaded with the token (claim_refresh_token), if tokens may be issued."""
+        """The user loaded with the token (find_refresh_token), if tokens may be issued."""
         return refresh_token.user if can_use_tokens(refresh_token.user) else None
 
     def revoke_old_credential(self, refresh_token):
-        """Rotation already happened atomically in claim_refresh_token."""
+        """Rotation happens atomically in save_token."""
 
     def save_token(self, token):
+        """Rotate the old token, then store the new one, in one short transaction: the new
+        access token is already signed, so no write lock waits on the signature."""
         old = self.request.refresh_token
+        if not tokens.rotate_refresh_token(old):
+            raise InvalidGrantError()
         tokens.store_refresh_token(
             token["refresh_token"], client_id=old.client_id, user_id=old.user_id, scope=old.scope,
             session_id=old.session_id, auth_time=old.auth_time, amr=old.amr,

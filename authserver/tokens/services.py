@@ -39,15 +39,22 @@ def store_refresh_token(raw: str, *, client_id: str, user_id: int, scope: str,
 
 
 def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
-    """Find a usable refresh token and mark it rotated atomically, so only one request wins.
+    """find_refresh_token, then rotate_refresh_token: one use of a refresh token."""
+    row = find_refresh_token(raw, client_id)
+    return row if row is not None and rotate_refresh_token(row) else None
 
-    A token already rotated is reuse: outside REFRESH_REUSE_GRACE the family is revoked and
-    a `refresh_reuse` security event is committed.
+
+def find_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
+    """A refresh token the client may use now, with its session and user, from one query.
+
+    Nothing is written for a usable token: rotate_refresh_token marks it used just before the
+    new one is stored, so no write lock is held while the new access token is signed (SQLite
+    has one writer; its busy handler sleeps up to 100 ms at a time). A token already rotated
+    is reuse, handled here at once unless it is inside REFRESH_REUSE_GRACE.
     """
     if not raw or len(raw) > 512:
         return None
     now = clock.now()
-    # The token, its browser session and its user in one round trip.
     row = db.session.scalar(
         select(RefreshToken)
         .outerjoin(RefreshToken.session).join(RefreshToken.user)
@@ -57,24 +64,43 @@ def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
         return None
     if now >= row.family_expires_at or not _session_live(row, now):
         return None
+    if row.rotated_at is not None and not _in_grace(row, now):
+        _reused(row, now)
+        return None
+    return row
+
+
+def rotate_refresh_token(row: RefreshToken) -> bool:
+    """Mark a found token rotated, atomically: of two requests racing with one token, only
+    one wins; the other is reuse (the family is revoked) unless inside the grace period."""
+    now = clock.now()
     won = db.session.execute(
         update(RefreshToken).where(RefreshToken.id == row.id, RefreshToken.rotated_at.is_(None),
                                    RefreshToken.revoked_at.is_(None))
         .values(rotated_at=now).execution_options(synchronize_session=False)).rowcount == 1
     if won:
-        return row
+        return True
     db.session.refresh(row)
+    if row.revoked_at is None and _in_grace(row, now):
+        return True
+    _reused(row, now)
+    return False
+
+
+def _in_grace(row: RefreshToken, now: datetime) -> bool:
+    # `now` can be read before a racing winner's UPDATE, so earlier than its rotated_at:
+    # without the grace > 0 test, grace 0 would let a concurrent loser through as a second
+    # winner.
     grace = int(current_app.config["REFRESH_REUSE_GRACE"])
-    # `now` was read before the winner's UPDATE, so it can be earlier than rotated_at: without
-    # the grace > 0 test, grace 0 would let a concurrent loser through as a second winner.
-    if grace > 0 and row.revoked_at is None and row.rotated_at \
-            and now < row.rotated_at + timedelta(seconds=grace):
-        return row
+    return grace > 0 and row.rotated_at is not None \
+        and now < row.rotated_at + timedelta(seconds=grace)
+
+
+def _reused(row: RefreshToken, now: datetime) -> None:
     revoke_family(row.family_id, now)
-    security_event("refresh_reuse", user_id=row.user_id, client_id=client_id,
+    security_event("refresh_reuse", user_id=row.user_id, client_id=row.client_id,
                    family_id=row.family_id)
     db.session.commit()
-    return None
 
 
 def _session_live(row: RefreshToken, now: datetime) -> bool:
