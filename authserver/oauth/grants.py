@@ -87,10 +87,10 @@ class RefreshTokenGrant(grants.RefreshTokenGrant):
 
     def authenticate_refresh_token(self, refresh_token):
         """The token must belong to the authenticated client, never to a client_id in the body."""
-        return tokens.find_refresh_token(refresh_token, self.request.client.get_client_id())
+        return tokens.usable_refresh_token(refresh_token, self.request.client.get_client_id())
 
     def authenticate_user(self, refresh_token):
-        """The user loaded with the token (find_refresh_token), if tokens may be issued."""
+        """The user loaded with the token (usable_refresh_token), if tokens may be issued."""
         return refresh_token.user if can_use_tokens(refresh_token.user) else None
 
     def revoke_old_credential(self, refresh_token):

@@ -31,7 +31,7 @@ class RefreshToken(db.Model):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     rotated_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
-    # Loaded with the token in one query by services.find_refresh_token.
+    # Loaded with the token in one query by services.usable_refresh_token.
     user: Mapped[User] = relationship()
     session: Mapped[BrowserSession | None] = relationship()
 

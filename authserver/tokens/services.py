@@ -39,12 +39,12 @@ def store_refresh_token(raw: str, *, client_id: str, user_id: int, scope: str,
 
 
 def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
-    """find_refresh_token, then rotate_refresh_token: one use of a refresh token."""
-    row = find_refresh_token(raw, client_id)
+    """usable_refresh_token, then rotate_refresh_token: one use of a refresh token."""
+    row = usable_refresh_token(raw, client_id)
     return row if row is not None and rotate_refresh_token(row) else None
 
 
-def find_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
+def usable_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
     """A refresh token the client may use now, with its session and user, from one query.
 
     Nothing is written for a usable token: rotate_refresh_token marks it used just before the
