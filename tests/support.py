@@ -1,6 +1,6 @@
 """Helpers shared by the tests: factories, browser-like steps, a live server.
 
-Import them with `from support import ...`, never `from support import ...`: pytest
+Import them with `from support import ...`, never `from conftest import ...`: pytest
 imports every conftest.py under the one module name `conftest`, so that import would
 pick up whichever conftest was loaded last.
 """
@@ -21,6 +21,7 @@ from werkzeug.serving import make_server
 from authserver.accounts import services as accounts
 from authserver.extensions import db
 from authserver.oauth import services as oauth
+from authserver.tokens import services as tokens
 
 
 TEST_SECRET = "test-secret-key-0123456789abcdef"
@@ -90,6 +91,13 @@ def make_client(app, name="App", *, redirect_uris=("http://127.0.0.1:9999/callba
     with app.app_context():
         client, secret = oauth.create_client(name, list(redirect_uris), **kwargs)
         return client.client_id, secret
+
+
+def use_refresh_token(raw: str, client_id: str):
+    """What the refresh grant does with a presented token: find it usable, then rotate it
+    (the grant rotates in save_token, once the new access token is signed)."""
+    row = tokens.usable_refresh_token(raw, client_id)
+    return row if row is not None and tokens.rotate_refresh_token(row) else None
 
 
 def pkce_pair() -> tuple[str, str]:

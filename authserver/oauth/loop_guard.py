@@ -8,8 +8,8 @@ trips are counted per browser and client in two places:
 - a server-side store (loop_store.py: this process's memory, or the rate-limit Redis when
   several processes serve one issuer), keyed on a browser id kept in that cookie. It counts
   tabs racing each other exactly (the cookie is last-write-wins), and it still counts when the
-  browser keeps sending an old cookie but drops every new one (a full cookie jar, an extension, a proxy): the id then comes from the old
-  cookie itself, so it stays the same.
+  browser keeps sending an old cookie but drops every new one (a full cookie jar, an
+  extension, a proxy): the id then comes from the old cookie itself, so it stays the same.
 
 A request with no cookie at all is a first visit or a browser that blocks our cookies. It is
 counted under a key made of the client address, User-Agent, Accept-Language and client, and

@@ -7,8 +7,8 @@ from sqlalchemy import JSON, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
-from ..db import UTCDateTime
 from ..accounts.models import BrowserSession, User
+from ..db import UTCDateTime
 from ..extensions import db
 
 

@@ -38,12 +38,6 @@ def store_refresh_token(raw: str, *, client_id: str, user_id: int, scope: str,
     return family_id
 
 
-def claim_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
-    """usable_refresh_token, then rotate_refresh_token: one use of a refresh token."""
-    row = usable_refresh_token(raw, client_id)
-    return row if row is not None and rotate_refresh_token(row) else None
-
-
 def usable_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
     """A refresh token the client may use now, with its session and user, from one query.
 

@@ -14,7 +14,7 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.tokens import services as tokens
 from authserver.tokens.models import RefreshToken, RevokedAccessToken
-from support import make_user
+from support import make_user, use_refresh_token
 
 CLIENT = "client-a"
 
@@ -52,8 +52,8 @@ def family(family_id: str) -> list[RefreshToken]:
 
 
 def rotate(bs, raw: str, new_raw: str) -> RefreshToken | None:
-    """What the refresh grant does: claim the old token, then store its successor."""
-    old = tokens.claim_refresh_token(raw, CLIENT)
+    """What the refresh grant does: use the old token, then store its successor."""
+    old = use_refresh_token(raw, CLIENT)
     if old is not None:
         issue(bs, new_raw, old.family_id, expires_at=old.family_expires_at)
     return old
@@ -74,7 +74,7 @@ def test_family_expiry_is_the_session_expiry_thirty_days_after_login(session):
 
 def test_claim_marks_the_token_rotated_once(session):
     issue(session, "r1")
-    row = tokens.claim_refresh_token("r1", CLIENT)
+    row = use_refresh_token("r1", CLIENT)
     assert row is not None
     db.session.commit()
     assert row.rotated_at == clock.now()
@@ -92,9 +92,9 @@ def test_rotation_keeps_the_family_and_its_expiry(frozen, session):
 def test_a_rotated_token_presented_again_revokes_the_family(session):
     first = issue(session, "r1")
     rotate(session, "r1", "r2")
-    assert tokens.claim_refresh_token("r1", CLIENT) is None
+    assert use_refresh_token("r1", CLIENT) is None
     assert all(row.revoked_at is not None for row in family(first.family_id))
-    assert tokens.claim_refresh_token("r2", CLIENT) is None
+    assert use_refresh_token("r2", CLIENT) is None
     events = reuse_events()
     assert len(events) == 1
     assert events[0].data["family_id"] == first.family_id
@@ -105,14 +105,14 @@ def test_reuse_leaves_other_families_alone(session):
     issue(session, "a1")
     other = issue(session, "b1")
     rotate(session, "a1", "a2")
-    tokens.claim_refresh_token("a1", CLIENT)
+    use_refresh_token("a1", CLIENT)
     assert all(row.revoked_at is None for row in family(other.family_id))
-    assert tokens.claim_refresh_token("b1", CLIENT) is not None
+    assert use_refresh_token("b1", CLIENT) is not None
 
 
 def test_a_token_of_another_client_is_not_claimed_and_not_touched(session):
     row = issue(session, "r1")
-    assert tokens.claim_refresh_token("r1", "client-b") is None
+    assert use_refresh_token("r1", "client-b") is None
     db.session.commit()
     db.session.refresh(row)
     assert row.rotated_at is None and row.revoked_at is None
@@ -126,20 +126,20 @@ def test_the_family_dies_thirty_days_after_login_whatever_the_rotation(frozen, s
         assert rotate(session, f"r{i}", f"r{i + 1}") is not None, i
         db.session.commit()
     frozen.tick(timedelta(seconds=4))
-    assert tokens.claim_refresh_token("r3", CLIENT) is None
+    assert use_refresh_token("r3", CLIENT) is None
 
 
 def test_family_expiry_holds_even_if_the_session_lived_longer(frozen, session):
     issue(session, "r1", expires_at=clock.now() + DAY)
     frozen.tick(DAY + timedelta(seconds=1))
-    assert tokens.claim_refresh_token("r1", CLIENT) is None
+    assert use_refresh_token("r1", CLIENT) is None
 
 
 def test_a_token_dies_with_its_browser_session(session):
     issue(session, "r1")
     tokens.revoke_session(session)
     db.session.commit()
-    assert tokens.claim_refresh_token("r1", CLIENT) is None
+    assert use_refresh_token("r1", CLIENT) is None
 
 
 def test_revoking_a_user_ends_every_session_and_token(app, session):
@@ -148,8 +148,8 @@ def test_revoking_a_user_ends_every_session_and_token(app, session):
     issue(second, "r2")
     assert tokens.revoke_user_sessions(session.user_id) == 2
     db.session.commit()
-    assert tokens.claim_refresh_token("r1", CLIENT) is None
-    assert tokens.claim_refresh_token("r2", CLIENT) is None
+    assert use_refresh_token("r1", CLIENT) is None
+    assert use_refresh_token("r2", CLIENT) is None
     assert db.session.scalar(select(BrowserSession.revoked_at).where(
         BrowserSession.id == second.id)) is not None
 
@@ -163,14 +163,14 @@ def test_revoke_family_counts_only_live_tokens(session):
 
 @pytest.mark.parametrize("raw", ["", "x" * 513, None])
 def test_empty_or_oversized_tokens_are_refused_without_a_lookup(session, raw):
-    assert tokens.claim_refresh_token(raw, CLIENT) is None
+    assert use_refresh_token(raw, CLIENT) is None
     assert tokens.find_refresh_token(raw) is None
 
 
 def test_find_does_not_rotate(session):
     issue(session, "r1")
     assert tokens.find_refresh_token("r1") is not None
-    assert tokens.claim_refresh_token("r1", CLIENT) is not None
+    assert use_refresh_token("r1", CLIENT) is not None
 
 
 @pytest.fixture
@@ -182,7 +182,7 @@ def test_within_the_grace_a_retry_gets_the_token_again(grace, frozen, session):
     first = issue(session, "r1")
     rotate(session, "r1", "r2")
     frozen.tick(timedelta(seconds=4))
-    assert tokens.claim_refresh_token("r1", CLIENT) is not None
+    assert use_refresh_token("r1", CLIENT) is not None
     assert all(row.revoked_at is None for row in family(first.family_id))
     assert reuse_events() == []
 
@@ -191,7 +191,7 @@ def test_after_the_grace_reuse_revokes_the_family(grace, frozen, session):
     first = issue(session, "r1")
     rotate(session, "r1", "r2")
     frozen.tick(timedelta(seconds=5))
-    assert tokens.claim_refresh_token("r1", CLIENT) is None
+    assert use_refresh_token("r1", CLIENT) is None
     assert all(row.revoked_at is not None for row in family(first.family_id))
     assert len(reuse_events()) == 1
 
@@ -199,7 +199,7 @@ def test_after_the_grace_reuse_revokes_the_family(grace, frozen, session):
 def test_without_grace_an_immediate_retry_is_reuse(session):
     issue(session, "r1")
     rotate(session, "r1", "r2")
-    assert tokens.claim_refresh_token("r1", CLIENT) is None
+    assert use_refresh_token("r1", CLIENT) is None
     assert len(reuse_events()) == 1
 
 
