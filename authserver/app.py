@@ -25,7 +25,9 @@ from .oauth.discovery import bp as discovery_bp
 from .oauth.server import build_server
 from .oauth.views import bp as oauth_bp
 from .passwords.views import bp as passwords_bp
+from .accounts import sessions
 from .tokens import keyring
+from .tokens import services as tokens_services
 
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
@@ -48,6 +50,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     check_config(app)
     _init_extensions(app)
     keyring.init_app(app)
+    sessions.on_session_end(app, tokens_services.revoke_session_tokens)
     build_server(app)
     for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passwords_bp, admin_bp,
                admin_api_bp):

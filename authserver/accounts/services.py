@@ -14,6 +14,7 @@ from .. import clock, security
 from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
+from . import sessions
 from .models import BrowserSession, LoginThrottle, User
 from .states import AccountState, transition
 
@@ -218,12 +219,8 @@ def user_sessions(user: User) -> list[BrowserSession]:
 
 
 def sign_out_everywhere(user: User) -> int:
-    """Revoke every browser session of the user; refresh tokens die with their session."""
-    from_now = clock.now()
-    n = db.session.execute(update(BrowserSession).where(BrowserSession.user_id == user.id,
-                                                        BrowserSession.revoked_at.is_(None))
-                           .values(revoked_at=from_now).execution_options(
-                               synchronize_session=False)).rowcount
+    """End every browser session of the user; refresh tokens die with their session."""
+    n = len(sessions.end_sessions(reason="sign_out_everywhere", user_id=user.id))
     security_event("sessions_revoked", user_id=user.id, count=n)
     db.session.commit()
     return n

@@ -230,7 +230,7 @@ def disable_user(user: User, actor_id: int | None, client_id: str | None = None)
     """Disable: the user cannot sign in, and every session and refresh token ends."""
     _refuse_self(user, actor_id, "disable")
     transition(user, AccountState.DISABLED)
-    tokens.revoke_user_sessions(user.id)
+    tokens.revoke_user_sessions(user.id, "admin_disable")
     security_event("user_disabled", user_id=user.id, actor_id=actor_id, client_id=client_id)
     db.session.commit()
 
@@ -252,7 +252,7 @@ def enable_user(user: User, actor_id: int | None, client_id: str | None = None) 
 
 def revoke_sessions(user: User, actor_id: int | None, client_id: str | None = None) -> int:
     """End every browser session and refresh token of the user; returns the session count."""
-    n = tokens.revoke_user_sessions(user.id)
+    n = tokens.revoke_user_sessions(user.id, "admin_revoke")
     security_event("sessions_revoked", user_id=user.id, actor_id=actor_id, client_id=client_id,
                    count=n)
     db.session.commit()

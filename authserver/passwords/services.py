@@ -124,17 +124,17 @@ def confirm_reset(login: str, code: str, new_password: str) -> User:
     except PasswordRejected:
         db.session.rollback()  # the code stays unspent for a better password
         raise
-    _set_new_password(user, new_password)
+    _set_new_password(user, new_password, "password_reset")
     security_event("password_reset", user_id=user.id)
     db.session.commit()
     return user
 
 
-def _set_new_password(user: User, new_password: str) -> None:
+def _set_new_password(user: User, new_password: str, reason: str) -> None:
     accounts.set_password(user, new_password)
     codes.void_codes(user, clock.now())  # a code asked for before the change dies with it
     transition(user, AccountState.ACTIVE)
-    tokens.revoke_user_sessions(user.id)
+    tokens.revoke_user_sessions(user.id, reason)
     outbox.queue(messages.password_changed(user))
 
 
@@ -145,7 +145,7 @@ def change_password(user: User, new_password: str, *, current: str | None = None
     check_password(new_password, username=user.username, email=user.email)
     if security.verify_password(user.password_hash, new_password):
         raise PasswordRejected("Choose a password different from the current one.")
-    _set_new_password(user, new_password)
+    _set_new_password(user, new_password, "password_change")
     security_event("password_changed", user_id=user.id)
     db.session.commit()
 
@@ -153,7 +153,7 @@ def change_password(user: User, new_password: str, *, current: str | None = None
 def admin_reset(user: User, actor_id: int | None, client_id: str | None = None) -> None:
     """An administrator's Reset: must reset before signing in; a code is emailed at once."""
     transition(user, AccountState.RESET_REQUIRED)
-    tokens.revoke_user_sessions(user.id)
+    tokens.revoke_user_sessions(user.id, "admin_reset")
     code = codes.issue_code(user, clock.now())
     outbox.queue(messages.admin_reset(user, code, _confirm_url(user)))
     security_event("admin_reset", user_id=user.id, actor_id=actor_id, client_id=client_id)
@@ -164,7 +164,7 @@ def send_temporary_password(user: User, actor_id: int | None,
                             client_id: str | None = None) -> None:
     """Email a generated temporary password (valid TEMP_PASSWORD_TTL) that nobody else sees."""
     password = accounts.set_temporary(user)
-    tokens.revoke_user_sessions(user.id)
+    tokens.revoke_user_sessions(user.id, "admin_temporary_password")
     outbox.queue(messages.temporary_password(user, password, external("/login"),
                                              user.temp_password_expires_at))
     security_event("temporary_password_sent", user_id=user.id, actor_id=actor_id,

@@ -13,6 +13,7 @@ from sqlalchemy import insert, select, update
 from sqlalchemy.orm import contains_eager
 
 from .. import clock, security
+from ..accounts import sessions
 from ..accounts.models import BrowserSession
 from ..audit import security_event
 from ..db import delete_in_batches
@@ -113,26 +114,26 @@ def revoke_family(family_id: str, now: datetime | None = None) -> int:
     ).rowcount
 
 
-def revoke_session(session: BrowserSession) -> None:
-    """End one browser session and the refresh tokens issued in it (logout)."""
-    now = clock.now()
-    session.revoked_at = now
-    db.session.execute(update(RefreshToken).where(RefreshToken.session_id == session.id,
-                                                  RefreshToken.revoked_at.is_(None))
-                       .values(revoked_at=now).execution_options(synchronize_session=False))
+def revoke_session(session: BrowserSession, reason: str = "logout") -> None:
+    """End one browser session; its refresh tokens die with it (see revoke_session_tokens)."""
+    sessions.end_sessions(reason=reason, session_ids=[session.id])
 
 
-def revoke_user_sessions(user_id: int) -> int:
-    """End every browser session and refresh token of a user (reset, admin revoke, disable)."""
-    now = clock.now()
-    n = db.session.execute(update(BrowserSession).where(BrowserSession.user_id == user_id,
-                                                        BrowserSession.revoked_at.is_(None))
-                           .values(revoked_at=now).execution_options(synchronize_session=False)
-                           ).rowcount
+def revoke_user_sessions(user_id: int, reason: str) -> int:
+    """End every browser session and refresh token of a user (reset, admin actions, disable)."""
+    n = len(sessions.end_sessions(reason=reason, user_id=user_id))
     db.session.execute(update(RefreshToken).where(RefreshToken.user_id == user_id,
                                                   RefreshToken.revoked_at.is_(None))
-                       .values(revoked_at=now).execution_options(synchronize_session=False))
+                       .values(revoked_at=clock.now())
+                       .execution_options(synchronize_session=False))
     return n
+
+
+def revoke_session_tokens(ended: list[sessions.EndedSession], now: datetime) -> None:
+    """Session-end subscriber: the refresh tokens issued in an ended session are revoked."""
+    db.session.execute(update(RefreshToken).where(
+        RefreshToken.session_id.in_([e.id for e in ended]), RefreshToken.revoked_at.is_(None))
+        .values(revoked_at=now).execution_options(synchronize_session=False))
 
 
 def find_refresh_token(raw: str) -> RefreshToken | None:

@@ -146,7 +146,7 @@ def test_revoking_a_user_ends_every_session_and_token(app, session):
     issue(session, "r1")
     _, second = accounts.start_session(session.user, ["pwd"])
     issue(second, "r2")
-    assert tokens.revoke_user_sessions(session.user_id) == 2
+    assert tokens.revoke_user_sessions(session.user_id, "admin_revoke") == 2
     db.session.commit()
     assert use_refresh_token("r1", CLIENT) is None
     assert use_refresh_token("r2", CLIENT) is None
