@@ -45,6 +45,9 @@ def security_event(name: str, *, user_id: int | None = None, actor_id: int | Non
             "ip": ip, **clean}
     if has_request_context() and "request_id" in g:
         line["request_id"] = g.request_id
-    log.info(json.dumps(line, default=str, sort_keys=True))
+    # The JSON formatter merges `fields` into its own line (no JSON inside JSON); other
+    # handlers still get a readable message.
+    log.info("%s %s", name, json.dumps(line, default=str, sort_keys=True),
+             extra={"fields": line})
     count_event(name)
     return event
