@@ -59,6 +59,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     csrf.exempt(admin_api_bp)
     register_error_handlers(app)
     _init_request_hooks(app)
+    _init_favicon(app)
     init_request_metrics(app)
     init_logging(app)
     _init_metrics_endpoint(app)
@@ -89,6 +90,13 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of the process
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _init_favicon(app: Flask) -> None:
+    """Browsers ask for /favicon.ico whatever the page says; answer with the SVG icon."""
+    @app.get("/favicon.ico")
+    def favicon():
+        return app.send_static_file("favicon.svg")
 
 
 def _init_request_hooks(app: Flask) -> None:

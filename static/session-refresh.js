@@ -43,10 +43,10 @@
   function onKey(e) {
     if (!box) return;
     var button = box.querySelector("button");
-    if (e.key === "Escape") {           // never dismiss silently: say why it stays
+    if (e.key === "Escape") {           // never dismiss silently: say once why it stays
       e.preventDefault();
-      box.querySelector(".sr-hint").textContent =
-        "Your session has ended. Select Refresh to sign in again and continue.";
+      var hint = box.querySelector(".sr-hint");
+      if (!hint.textContent) hint.textContent = "This window stays open until you select Refresh.";
       button.focus();
     } else if (e.key === "Tab") {       // the dialog's only control keeps the focus
       e.preventDefault();
@@ -67,7 +67,8 @@
     var button = el("button", {type: "button", "class": "sr-refresh"}, "Refresh");
     dialog.appendChild(el("h2", {id: "sr-title", "class": "sr-title"}, "Your session has expired"));
     dialog.appendChild(el("p", {id: "sr-text", "class": "sr-text"},
-      "Select Refresh to continue. You will come back to this page."));
+      "Select Refresh to continue where you were. It takes a moment and brings you back " +
+      "to this page."));
     dialog.appendChild(el("p", {"class": "sr-hint", "aria-live": "polite"}));
     dialog.appendChild(button);
     box.appendChild(dialog);

@@ -1,0 +1,46 @@
+"""What a person meets first on the hosted pages: an icon, and controls they can see."""
+from __future__ import annotations
+
+import re
+from pathlib import Path
+
+STYLE = (Path(__file__).resolve().parents[2] / "static" / "style.css").read_text()
+
+
+def _luminance(hex_colour: str) -> float:
+    rgb = [int(hex_colour[i:i + 2], 16) / 255 for i in (1, 3, 5)]
+    lin = [c / 12.92 if c <= 0.03928 else ((c + 0.055) / 1.055) ** 2.4 for c in rgb]
+    return 0.2126 * lin[0] + 0.7152 * lin[1] + 0.0722 * lin[2]
+
+
+def contrast(a: str, b: str) -> float:
+    hi, lo = sorted((_luminance(a), _luminance(b)), reverse=True)
+    return (hi + 0.05) / (lo + 0.05)
+
+
+def css_var(name: str) -> str:
+    return re.search(rf"--{name}:\s*(#[0-9a-fA-F]{{6}})", STYLE).group(1)
+
+
+def resolve(value: str) -> str:
+    m = re.fullmatch(r"var\(--([\w-]+)\)", value.strip())
+    return css_var(m.group(1)) if m else value.strip()
+
+
+def test_favicon_is_served(client):
+    resp = client.get("/favicon.ico")
+    assert resp.status_code == 200 and resp.mimetype == "image/svg+xml"
+    assert b"<svg" in resp.data
+
+
+def test_focus_ring_and_input_borders_reach_wcag_non_text_contrast():
+    """WCAG 2.2 SC 1.4.11: 3:1 against the white card for focus indicators and input borders."""
+    focus = re.search(r"input:focus[^{]*\{\s*outline:\s*3px solid ([^;]+);", STYLE).group(1)
+    border = re.search(r"input\[type=text\][^{]*\{[^}]*border:1px solid ([^;]+);", STYLE).group(1)
+    for colour in (resolve(focus), resolve(border)):
+        assert contrast(colour, "#ffffff") >= 3.0, colour
+
+
+def test_buttons_use_the_page_font():
+    rule = re.search(r"button, \.button, input\[type=submit\] \{([^}]*)\}", STYLE).group(1)
+    assert "font: inherit" in rule
