@@ -50,6 +50,8 @@ def run_command(host, port, demo):
         app.config["ISSUER"] = f"http://{host}:{port}"
     init_schema(app)
     stop_demo = None
+    if demo and app.config["ORGANISATION_NAME"] == Defaults.ORGANISATION_NAME:
+        app.config["ORGANISATION_NAME"] = DEMO_ORGANISATION
     if demo:
         data = seed_demo(app, port)
         print_demo(app, data)
@@ -62,6 +64,7 @@ def run_command(host, port, demo):
             stop_demo()
 
 
+DEMO_ORGANISATION = "Example Organisation"
 DEMO_USERS = (("alice", "alice@example.com", "Alice Example", False),
               ("admin", "admin@example.com", "Demo Administrator", True))
 
@@ -75,12 +78,16 @@ def seed_demo(app, port: int) -> dict:
             data = json.load(fh)
     users = data.setdefault("users", {})
     for username, email, name, is_admin in DEMO_USERS:
-        if accounts.find_by_login(username) is None:
+        user = accounts.find_by_login(username)
+        if user is None:
             password = security.random_token(9)
             user = accounts.new_user(username, email, name, admin=is_admin)
             accounts.set_password(user, password)
             db.session.commit()
             users[username] = password
+        elif users.get(username) and not security.verify_password(user.password_hash,
+                                                                   users[username]):
+            users[username] = None  # changed since seeding: never print a stale password
     base = f"http://127.0.0.1:{port + 1}"
     known = data.get("client") or {}
     # A new port means a new redirect URI: register a client for it rather than edit one.
@@ -101,13 +108,16 @@ def print_demo(app, data: dict) -> None:
     click.echo("\n=== Authserver demo ===")
     click.echo(f"Sign in at {issuer}/login with:")
     for username, password in data["users"].items():
-        click.echo(f"  user name: {username:<8} password: {password}")
+        shown = password or "(changed since the demo was seeded: use the one you chose)"
+        click.echo(f"  user name: {username:<8} password: {shown}")
     click.echo(f"Users module (as admin): {issuer}/admin/users")
     c = data["client"]
     click.echo(f"Demo client: client_id={c['client_id']} client_secret={c['client_secret']}")
     click.echo(f"  redirect_uri={c['redirect_uri']}")
     click.echo(f"  discovery: {issuer}/.well-known/openid-configuration")
-    click.echo("Mail goes to the console and to instance/mail/*.eml.\n")
+    click.echo("Mail goes to the console and to instance/mail/*.eml.")
+    click.echo("The `authserver` command is in .venv/bin: run `. .venv/bin/activate` in another "
+               "terminal to use it.\n")
 
 
 DEMO_APP = PROJECT_ROOT / "examples" / "demo_app" / "app.py"
