@@ -222,6 +222,17 @@ def test_admin_cannot_disable_or_reset_their_own_account(app, client, auth):
     assert user_row(app, admin_id).state == "active"
 
 
+def test_own_profile_offers_no_button_that_would_be_refused(app, client, auth):
+    admin_id = admin_session(app, auth)
+    html = client.get(f"/admin/users/{admin_id}").get_data(as_text=True)
+    for action in ("reset", "temporary-password", "disable"):
+        assert f"/admin/users/{admin_id}/{action}" not in html
+    assert "This is your own account" in html
+    other = make_user(app, "bob")
+    html = client.get(f"/admin/users/{other}").get_data(as_text=True)
+    assert f"/admin/users/{other}/reset" in html
+
+
 def test_unknown_action_is_404(app, client, auth):
     admin_session(app, auth)
     uid = make_user(app, "nina")
