@@ -44,3 +44,27 @@ def test_focus_ring_and_input_borders_reach_wcag_non_text_contrast():
 def test_buttons_use_the_page_font():
     rule = re.search(r"button, \.button, input\[type=submit\] \{([^}]*)\}", STYLE).group(1)
     assert "font: inherit" in rule
+
+
+def test_confirm_page_explains_submit_shows_the_password_rules_and_asks_for_digits(client):
+    html = client.get("/forgot-password/confirm?username=alice").get_data(as_text=True)
+    assert "then select <strong>Submit</strong>" in html
+    assert "At least 8 characters" in html
+    code_input = re.search(r"<input[^>]*name=\"code\"[^>]*>", html).group(0)
+    assert 'inputmode="numeric"' in code_input and "autofocus" in code_input
+
+
+def test_confirm_page_focuses_the_first_field_in_error(client):
+    from support import csrf_from
+    token = csrf_from(client.get("/forgot-password/confirm").get_data(as_text=True))
+    html = client.post("/forgot-password/confirm", data={
+        "csrf_token": token, "username": "alice", "code": "123456",
+        "password": "x", "password_confirm": "y"}).get_data(as_text=True)
+    focused = re.findall(r"<input[^>]*autofocus[^>]*>", html)
+    assert len(focused) == 1 and 'name="password_confirm"' in focused[0]
+
+
+def test_after_a_reset_the_login_page_says_every_session_was_signed_out(client):
+    html = client.get("/login?reset=done").get_data(as_text=True)
+    assert "Your password has been changed." in html
+    assert "every session was signed out" in html
