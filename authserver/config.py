@@ -7,6 +7,8 @@ from pathlib import Path
 
 from flask import Flask
 
+from . import outbound
+
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 
 
@@ -52,6 +54,10 @@ class Defaults:
     MAIL_RETRY_MAX = 3600
     MAIL_MAX_ATTEMPTS = 20
     MAIL_TIMEOUT = 10
+    MAIL_CA_FILE = None  # PEM file of the CA(s) the SMTP server's certificate must chain to;
+    # unset: the system CAs. Environment: AUTHSERVER_MAIL_CA_FILE.
+    CA_BUNDLE = None  # the same for every other outbound HTTPS call (AUTHSERVER_CA_BUNDLE)
+    OUTBOUND_TIMEOUT = 10  # seconds, connect and each read, for outbound HTTPS
 
     RATELIMIT_STORAGE_URI = "memory://"
     RATELIMIT_ENABLED = True
@@ -171,3 +177,4 @@ def check_config(app: Flask) -> None:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
+    outbound.check_settings(cfg)

@@ -19,6 +19,9 @@ TOKENS = Counter("authserver_tokens_issued_total", "Tokens issued by grant type"
 EVENTS = Counter("authserver_security_events_total",
                  "Security events (login_failed, refresh_reuse, reset_requested, ...)", ["name"],
                  registry=REGISTRY)
+TLS_REJECTED = Counter("authserver_outbound_tls_rejected_total",
+                       "Outbound TLS connections refused: the peer's certificate or host name "
+                       "failed verification", ["protocol"], registry=REGISTRY)
 
 
 def count_event(name: str) -> None:

@@ -7,16 +7,17 @@ from __future__ import annotations
 import logging
 import os
 import smtplib
+import ssl
 import sys
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
-from typing import Protocol, TextIO
+from typing import Mapping, Protocol, TextIO
 
 import flask_mail
 from flask import Flask, current_app
 
-from .. import clock
+from .. import clock, outbound
 from .models import OutboxMessage
 
 log = logging.getLogger("authserver.mail")
@@ -29,41 +30,80 @@ class Transport(Protocol):
         """Hand one message over, or raise."""
 
 
-class _TimeoutConnection(flask_mail.Connection):
-    """Flask-Mail's connection with a socket timeout, which it does not offer itself."""
+class SmtpPasswordWithheld(ConnectionError):
+    """MAIL_PASSWORD would have crossed the network unencrypted; the login was not sent."""
 
-    def __init__(self, state, timeout: float) -> None:
+
+class _VerifiedConnection(flask_mail.Connection):
+    """Flask-Mail's connection with verified TLS, a socket timeout, and a login that is only
+    sent over verified TLS or to a loopback server (ASVS 5 V12.3)."""
+
+    def __init__(self, state, timeout: float, cafile: str | None) -> None:
         super().__init__(state)
         self.timeout = timeout
+        self.cafile = cafile
 
     def configure_host(self) -> smtplib.SMTP:
-        """Flask-Mail's configure_host, plus the timeout on connect and every socket read."""
-        cls = smtplib.SMTP_SSL if self.mail.use_ssl else smtplib.SMTP
-        host = cls(self.mail.server, self.mail.port, timeout=self.timeout)
-        host.set_debuglevel(int(self.mail.debug))
-        if self.mail.use_tls:
-            host.starttls()
-        if self.mail.username and self.mail.password:
-            host.login(self.mail.username, self.mail.password)
+        """Connect (implicit TLS or STARTTLS, both verified), then log in if allowed."""
+        mail = self.mail
+        context = outbound.ssl_context(self.cafile) if mail.use_ssl or mail.use_tls else None
+        with outbound.verified_tls("smtp", mail.server, mail.port):
+            if mail.use_ssl:
+                host = smtplib.SMTP_SSL(mail.server, mail.port, timeout=self.timeout,
+                                        context=context)
+            else:
+                host = smtplib.SMTP(mail.server, mail.port, timeout=self.timeout)
+        try:
+            host.set_debuglevel(int(mail.debug))
+            if mail.use_tls:  # no STARTTLS offered: smtplib raises, there is no fallback
+                with outbound.verified_tls("smtp", mail.server, mail.port):
+                    host.starttls(context=context)
+            if mail.username and mail.password:
+                self._check_login_allowed(host)
+                host.login(mail.username, mail.password)
+        except BaseException:
+            host.close()
+            raise
         return host
+
+    def _check_login_allowed(self, host: smtplib.SMTP) -> None:
+        """Verified TLS (the only TLS this class makes), or a peer on this machine."""
+        if isinstance(host.sock, ssl.SSLSocket) or outbound.is_loopback(host.sock.getpeername()[0]):
+            return
+        raise SmtpPasswordWithheld(
+            f"not sending MAIL_PASSWORD unencrypted to {self.mail.server}:{self.mail.port}; "
+            "set MAIL_USE_TLS or MAIL_USE_SSL")
 
 
 class SmtpTransport:
     """Flask-Mail over SMTP; needs an app context (the sender pushes one)."""
 
-    def __init__(self, timeout: float = 10.0) -> None:
+    def __init__(self, timeout: float = 10.0, cafile: str | None = None) -> None:
         self.timeout = timeout
+        self.cafile = cafile
 
     def deliver(self, msg: OutboxMessage) -> None:
-        """Send the text and HTML parts through MAIL_SERVER, raising on any SMTP error."""
+        """Send the text and HTML parts through MAIL_SERVER, raising on any SMTP or TLS error."""
         sender = current_app.config.get("MAIL_DEFAULT_SENDER")
         message = flask_mail.Message(subject=msg.subject, recipients=[msg.to], body=msg.text,
                                      html=msg.html, sender=sender)
         message.msgId = message_id(sender)
         # Honour MAIL_SUPPRESS_SEND and record_messages() like mail.send() would.
         state = current_app.extensions["mail"]
-        with _TimeoutConnection(state, self.timeout) as connection:
+        with _VerifiedConnection(state, self.timeout, self.cafile) as connection:
             message.send(connection)
+
+
+def insecure_login_warning(config: Mapping) -> str | None:
+    """Why the SMTP settings would withhold the password at send time, or None."""
+    server = str(config.get("MAIL_SERVER") or "")
+    if not (config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD")):
+        return None
+    if config.get("MAIL_USE_TLS") or config.get("MAIL_USE_SSL") or outbound.is_loopback(server):
+        return None
+    return (f"MAIL_USERNAME and MAIL_PASSWORD are set but neither MAIL_USE_TLS nor MAIL_USE_SSL: "
+            f"Authserver will not send the password unencrypted to {server}, so mail stays "
+            "queued. Set MAIL_USE_TLS=true (port 587) or MAIL_USE_SSL=true (port 465).")
 
 
 class ConsoleFileTransport:
@@ -139,7 +179,11 @@ def make_transport(app: Flask) -> Transport:
     config = app.config
     name = config.get("MAIL_TRANSPORT") or ("smtp" if config.get("MAIL_SERVER") else "console")
     if name == "smtp":
-        return SmtpTransport(timeout=float(config.get("MAIL_TIMEOUT", 10)))
+        warning = insecure_login_warning(config)
+        if warning:
+            log.warning(warning)
+        return SmtpTransport(timeout=float(config.get("MAIL_TIMEOUT", 10)),
+                             cafile=config.get("MAIL_CA_FILE"))
     if name == "console":
         return ConsoleFileTransport(Path(app.instance_path) / "mail",
                                     sender=config.get("MAIL_DEFAULT_SENDER") or "authserver")

@@ -1,0 +1,256 @@
+"""TLS to the mail server is verified (chain and host name) before the password or a message
+is sent, with STARTTLS and with implicit TLS; a refused certificate leaves the mail queued,
+says why, is counted, and delivery resumes once the certificate is fixed (SPEC §5)."""
+from __future__ import annotations
+
+import functools
+import logging
+import socket
+from datetime import timedelta
+
+import pytest
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import SMTP, AuthResult
+from sqlalchemy import select
+from tlskit import TestCA, self_signed, server_context
+
+from authserver.commands.mail import mail_cli
+from authserver.extensions import db
+from authserver.mail import outbox, sender
+from authserver.mail.messages import Draft
+from authserver.mail.models import OutboxMessage
+from authserver.observability import REGISTRY
+from authserver.outbound import is_loopback
+
+# aiosmtpd's own TLS flag only knows STARTTLS; under implicit TLS the AUTH is encrypted too.
+pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
+
+USER, PASSWORD = "mailer", "s3cret-smtp-password"
+MODES = ("starttls", "implicit")
+DRAFT = Draft(to="alice@example.com", subject="Your verification code",
+              text="Your code:\n\n042917\n", html="<p>Your code: <b>042917</b></p>",
+              kind="reset_code")
+
+
+class Recorder:
+    """aiosmtpd handler: accepted envelopes, every AUTH command that reached the server, and
+    the logins that succeeded."""
+
+    def __init__(self) -> None:
+        self.envelopes: list = []
+        self.auth_commands: list[str] = []
+        self.logins: list[str] = []
+
+    async def handle_DATA(self, server, session, envelope):
+        self.envelopes.append(envelope)
+        return "250 Message accepted for delivery"
+
+    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
+        ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
+        if ok:
+            self.logins.append(USER)
+        return AuthResult(success=ok)
+
+
+class RecordingSMTP(SMTP):
+    @functools.wraps(SMTP.smtp_AUTH)
+    async def smtp_AUTH(self, arg: str) -> None:
+        self.event_handler.auth_commands.append(arg)
+        await super().smtp_AUTH(arg)
+
+
+class RecordingController(Controller):
+    def factory(self):
+        return RecordingSMTP(self.handler, **self.SMTP_kwargs)
+
+
+class Servers:
+    """aiosmtpd servers requiring AUTH, and TLS per `mode`: STARTTLS (required before AUTH and
+    MAIL), implicit TLS from the first byte, or none; each stopped by the test that started it."""
+
+    def __init__(self) -> None:
+        self.running: dict[int, Controller] = {}
+
+    def start(self, mode, port, cert=None, host="127.0.0.1") -> Recorder:
+        recorder = Recorder()
+        options = dict(hostname=host, port=port, auth_required=True,
+                       authenticator=recorder.authenticate)
+        if mode == "starttls":
+            options.update(tls_context=server_context(*cert), require_starttls=True)
+        elif mode == "implicit":
+            options.update(ssl_context=server_context(*cert), auth_require_tls=False)
+        else:
+            options.update(auth_require_tls=False)
+        controller = RecordingController(recorder, **options)
+        controller.start()
+        self.running[id(recorder)] = controller
+        return recorder
+
+    def stop(self, recorder: Recorder) -> None:
+        self.running.pop(id(recorder)).stop()
+
+
+@pytest.fixture
+def servers():
+    running = Servers()
+    yield running
+    for controller in running.running.values():
+        controller.stop()
+
+
+@pytest.fixture
+def ca(tmp_path):
+    return TestCA(tmp_path)
+
+
+def tls_app(make_mail_app, mode, port, cafile=None, server="localhost"):
+    tls = {"MAIL_USE_TLS": True} if mode == "starttls" else {"MAIL_USE_SSL": True}
+    return make_mail_app(MAIL_TRANSPORT="smtp", MAIL_SERVER=server, MAIL_PORT=port,
+                         MAIL_USERNAME=USER, MAIL_PASSWORD=PASSWORD,
+                         MAIL_CA_FILE=str(cafile) if cafile else None,
+                         MAIL_SUPPRESS_SEND=False, MAIL_TIMEOUT=5,
+                         **(tls if mode in MODES else {}))
+
+
+def queue_and_try(app) -> int:
+    with app.app_context():
+        outbox.queue(DRAFT)
+        db.session.commit()
+    return sender.deliver_due(app, app.extensions[sender.TRANSPORT_EXT])
+
+
+def stored(app) -> OutboxMessage:
+    with app.app_context():
+        return db.session.scalars(select(OutboxMessage)).one()
+
+
+def rejected_count() -> float:
+    return REGISTRY.get_sample_value("authserver_outbound_tls_rejected_total",
+                                     {"protocol": "smtp"}) or 0.0
+
+
+def assert_refused_and_queued(app, recorder, reason: str) -> None:
+    """Nothing reached the server after the handshake; the row waits; status names why."""
+    assert recorder.auth_commands == [] and recorder.logins == []
+    assert recorder.envelopes == []
+    row = stored(app)
+    assert row.sent_at is None and row.failed_at is None and row.attempts == 1
+    assert row.last_error == f"CertificateRejected: {reason}"
+    status = app.test_cli_runner().invoke(mail_cli, ["status"]).output
+    assert "queued: 1" in status
+    assert f"last error: CertificateRejected: {reason}\n" in status
+
+
+@pytest.mark.parametrize("trust", ["system CAs", "private CA file"])
+@pytest.mark.parametrize("mode", MODES)
+def test_a_self_signed_certificate_is_refused_before_auth_and_the_mail_stays_queued(
+        make_mail_app, servers, free_port, tmp_path, ca, mode, trust):
+    recorder = servers.start(mode, free_port, self_signed(tmp_path, "localhost", "127.0.0.1"))
+    app = tls_app(make_mail_app, mode, free_port, ca.cafile if trust != "system CAs" else None)
+    before = rejected_count()
+    assert queue_and_try(app) == 0
+    assert_refused_and_queued(
+        app, recorder, f"certificate verify failed: self-signed certificate for "
+                       f"localhost:{free_port}")
+    assert rejected_count() == before + 1
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_certificate_for_another_host_name_from_the_trusted_ca_is_refused(
+        make_mail_app, servers, free_port, ca, mode):
+    recorder = servers.start(mode, free_port, ca.issue("smtp.example.net"))
+    app = tls_app(make_mail_app, mode, free_port, ca.cafile)
+    assert queue_and_try(app) == 0
+    assert_refused_and_queued(
+        app, recorder, "certificate verify failed: Hostname mismatch, certificate is not "
+                       f"valid for 'localhost'. for localhost:{free_port}")
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_a_certificate_for_the_configured_host_from_the_ca_file_is_delivered(
+        make_mail_app, servers, free_port, ca, mode):
+    recorder = servers.start(mode, free_port, ca.issue("localhost"))
+    app = tls_app(make_mail_app, mode, free_port, ca.cafile)
+    assert queue_and_try(app) == 1
+    assert recorder.logins == [USER]
+    (envelope,) = recorder.envelopes
+    assert envelope.rcpt_tos == ["alice@example.com"] and b"042917" in envelope.content
+    assert stored(app).sent_at is not None
+
+
+def test_an_ip_address_as_mail_server_is_checked_against_the_ip_san(
+        make_mail_app, servers, free_port, ca):
+    recorder = servers.start("starttls", free_port, ca.issue("127.0.0.1"))
+    app = tls_app(make_mail_app, "starttls", free_port, ca.cafile, server="127.0.0.1")
+    assert queue_and_try(app) == 1
+    assert recorder.logins == [USER]
+
+
+@pytest.mark.parametrize("mode", MODES)
+def test_delivery_resumes_on_the_next_try_once_the_certificate_is_fixed(
+        make_mail_app, servers, free_port, tmp_path, ca, mode):
+    app = tls_app(make_mail_app, mode, free_port, ca.cafile)
+    transport = app.extensions[sender.TRANSPORT_EXT]
+    bad = servers.start(mode, free_port, self_signed(tmp_path, "localhost"))
+    assert queue_and_try(app) == 0
+    retry_at = stored(app).next_attempt_at
+    servers.stop(bad)
+    good = servers.start(mode, free_port, ca.issue("localhost"))  # the fixed certificate
+    assert sender.deliver_due(app, transport, now=retry_at - timedelta(seconds=1)) == 0
+    assert sender.deliver_due(app, transport, now=retry_at) == 1
+    assert len(good.envelopes) == 1 and good.logins == [USER]
+    row = stored(app)
+    assert row.sent_at == retry_at and row.attempts == 2
+    with app.app_context():
+        assert sender.status(db.session)["queued"] == 0
+
+
+def test_without_tls_the_password_goes_to_a_loopback_server(make_mail_app, servers, free_port):
+    recorder = servers.start("plain", free_port)
+    app = tls_app(make_mail_app, "plain", free_port, server="127.0.0.1")
+    assert queue_and_try(app) == 1
+    assert recorder.logins == [USER] and len(recorder.envelopes) == 1
+
+
+def outside_address() -> str | None:
+    """This machine's address on a non-loopback interface, if it has one."""
+    with socket.socket(socket.AF_INET, socket.SOCK_DGRAM) as probe:
+        try:
+            probe.connect(("192.0.2.1", 9))  # UDP: picks the route, sends nothing
+        except OSError:
+            return None
+        address = probe.getsockname()[0]
+    return None if is_loopback(address) else address
+
+
+def test_without_tls_the_password_is_withheld_from_a_server_off_loopback(
+        make_mail_app, servers, free_port):
+    address = outside_address()
+    if address is None:
+        pytest.skip("this machine has no non-loopback IPv4 address to listen on")
+    recorder = servers.start("plain", free_port, host=address)
+    app = tls_app(make_mail_app, "plain", free_port, server=address)
+    assert queue_and_try(app) == 0
+    assert recorder.auth_commands == [] and recorder.envelopes == []
+    row = stored(app)
+    assert row.sent_at is None and row.failed_at is None
+    assert row.last_error == (f"SmtpPasswordWithheld: not sending MAIL_PASSWORD unencrypted to "
+                              f"{address}:{free_port}; set MAIL_USE_TLS or MAIL_USE_SSL")
+
+
+@pytest.mark.parametrize("settings, warns", [
+    (dict(MAIL_SERVER="smtp.example.com"), True),
+    (dict(MAIL_SERVER="smtp.example.com", MAIL_USE_TLS=True), False),
+    (dict(MAIL_SERVER="smtp.example.com", MAIL_USE_SSL=True), False),
+    (dict(MAIL_SERVER="localhost"), False),
+    (dict(MAIL_SERVER="smtp.example.com", MAIL_PASSWORD=None), False),
+])
+def test_start_up_warns_when_the_settings_would_send_the_password_unencrypted(
+        make_mail_app, caplog, settings, warns):
+    caplog.set_level(logging.WARNING, logger="authserver.mail")
+    make_mail_app(**{"MAIL_TRANSPORT": "smtp", "MAIL_USERNAME": USER, "MAIL_PASSWORD": PASSWORD,
+                     **settings})
+    warned = [r.getMessage() for r in caplog.records if "MAIL_PASSWORD" in r.getMessage()]
+    assert bool(warned) is warns
+    if warns:
+        assert "will not send the password unencrypted to smtp.example.com" in warned[0]
