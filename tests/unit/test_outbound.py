@@ -11,11 +11,11 @@ from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 import pytest
 import requests
 from flask import Flask
-from tlskit import TestCA, self_signed, server_context
 
 from authserver import outbound
 from authserver.config import check_config, load_config
 from authserver.observability import REGISTRY
+from tlskit import TestCA, self_signed, server_context
 
 
 class Hello(BaseHTTPRequestHandler):

@@ -3,16 +3,12 @@ is sent, with STARTTLS and with implicit TLS; a refused certificate leaves the m
 says why, is counted, and delivery resumes once the certificate is fixed (SPEC §5)."""
 from __future__ import annotations
 
-import functools
 import logging
 import socket
 from datetime import timedelta
 
 import pytest
-from aiosmtpd.controller import Controller
-from aiosmtpd.smtp import SMTP, AuthResult
 from sqlalchemy import select
-from tlskit import TestCA, self_signed, server_context
 
 from authserver.commands.mail import mail_cli
 from authserver.extensions import db
@@ -21,81 +17,22 @@ from authserver.mail.messages import Draft
 from authserver.mail.models import OutboxMessage
 from authserver.observability import REGISTRY
 from authserver.outbound import is_loopback
+from tlskit import SMTP_PASSWORD, SMTP_USER, SmtpServers, TestCA, self_signed
 
 # aiosmtpd's own TLS flag only knows STARTTLS; under implicit TLS the AUTH is encrypted too.
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
-USER, PASSWORD = "mailer", "s3cret-smtp-password"
 MODES = ("starttls", "implicit")
 DRAFT = Draft(to="alice@example.com", subject="Your verification code",
               text="Your code:\n\n042917\n", html="<p>Your code: <b>042917</b></p>",
               kind="reset_code")
 
 
-class Recorder:
-    """aiosmtpd handler: accepted envelopes, every AUTH command that reached the server, and
-    the logins that succeeded."""
-
-    def __init__(self) -> None:
-        self.envelopes: list = []
-        self.auth_commands: list[str] = []
-        self.logins: list[str] = []
-
-    async def handle_DATA(self, server, session, envelope):
-        self.envelopes.append(envelope)
-        return "250 Message accepted for delivery"
-
-    def authenticate(self, server, session, envelope, mechanism, auth_data) -> AuthResult:
-        ok = auth_data.login == USER.encode() and auth_data.password == PASSWORD.encode()
-        if ok:
-            self.logins.append(USER)
-        return AuthResult(success=ok)
-
-
-class RecordingSMTP(SMTP):
-    @functools.wraps(SMTP.smtp_AUTH)
-    async def smtp_AUTH(self, arg: str) -> None:
-        self.event_handler.auth_commands.append(arg)
-        await super().smtp_AUTH(arg)
-
-
-class RecordingController(Controller):
-    def factory(self):
-        return RecordingSMTP(self.handler, **self.SMTP_kwargs)
-
-
-class Servers:
-    """aiosmtpd servers requiring AUTH, and TLS per `mode`: STARTTLS (required before AUTH and
-    MAIL), implicit TLS from the first byte, or none; each stopped by the test that started it."""
-
-    def __init__(self) -> None:
-        self.running: dict[int, Controller] = {}
-
-    def start(self, mode, port, cert=None, host="127.0.0.1") -> Recorder:
-        recorder = Recorder()
-        options = dict(hostname=host, port=port, auth_required=True,
-                       authenticator=recorder.authenticate)
-        if mode == "starttls":
-            options.update(tls_context=server_context(*cert), require_starttls=True)
-        elif mode == "implicit":
-            options.update(ssl_context=server_context(*cert), auth_require_tls=False)
-        else:
-            options.update(auth_require_tls=False)
-        controller = RecordingController(recorder, **options)
-        controller.start()
-        self.running[id(recorder)] = controller
-        return recorder
-
-    def stop(self, recorder: Recorder) -> None:
-        self.running.pop(id(recorder)).stop()
-
-
 @pytest.fixture
 def servers():
-    running = Servers()
+    running = SmtpServers()
     yield running
-    for controller in running.running.values():
-        controller.stop()
+    running.stop_all()
 
 
 @pytest.fixture
@@ -106,7 +43,7 @@ def ca(tmp_path):
 def tls_app(make_mail_app, mode, port, cafile=None, server="localhost"):
     tls = {"MAIL_USE_TLS": True} if mode == "starttls" else {"MAIL_USE_SSL": True}
     return make_mail_app(MAIL_TRANSPORT="smtp", MAIL_SERVER=server, MAIL_PORT=port,
-                         MAIL_USERNAME=USER, MAIL_PASSWORD=PASSWORD,
+                         MAIL_USERNAME=SMTP_USER, MAIL_PASSWORD=SMTP_PASSWORD,
                          MAIL_CA_FILE=str(cafile) if cafile else None,
                          MAIL_SUPPRESS_SEND=False, MAIL_TIMEOUT=5,
                          **(tls if mode in MODES else {}))
@@ -172,7 +109,7 @@ def test_a_certificate_for_the_configured_host_from_the_ca_file_is_delivered(
     recorder = servers.start(mode, free_port, ca.issue("localhost"))
     app = tls_app(make_mail_app, mode, free_port, ca.cafile)
     assert queue_and_try(app) == 1
-    assert recorder.logins == [USER]
+    assert recorder.logins == [SMTP_USER]
     (envelope,) = recorder.envelopes
     assert envelope.rcpt_tos == ["alice@example.com"] and b"042917" in envelope.content
     assert stored(app).sent_at is not None
@@ -183,7 +120,7 @@ def test_an_ip_address_as_mail_server_is_checked_against_the_ip_san(
     recorder = servers.start("starttls", free_port, ca.issue("127.0.0.1"))
     app = tls_app(make_mail_app, "starttls", free_port, ca.cafile, server="127.0.0.1")
     assert queue_and_try(app) == 1
-    assert recorder.logins == [USER]
+    assert recorder.logins == [SMTP_USER]
 
 
 @pytest.mark.parametrize("mode", MODES)
@@ -198,7 +135,7 @@ def test_delivery_resumes_on_the_next_try_once_the_certificate_is_fixed(
     good = servers.start(mode, free_port, ca.issue("localhost"))  # the fixed certificate
     assert sender.deliver_due(app, transport, now=retry_at - timedelta(seconds=1)) == 0
     assert sender.deliver_due(app, transport, now=retry_at) == 1
-    assert len(good.envelopes) == 1 and good.logins == [USER]
+    assert len(good.envelopes) == 1 and good.logins == [SMTP_USER]
     row = stored(app)
     assert row.sent_at == retry_at and row.attempts == 2
     with app.app_context():
@@ -209,7 +146,7 @@ def test_without_tls_the_password_goes_to_a_loopback_server(make_mail_app, serve
     recorder = servers.start("plain", free_port)
     app = tls_app(make_mail_app, "plain", free_port, server="127.0.0.1")
     assert queue_and_try(app) == 1
-    assert recorder.logins == [USER] and len(recorder.envelopes) == 1
+    assert recorder.logins == [SMTP_USER] and len(recorder.envelopes) == 1
 
 
 def outside_address() -> str | None:
@@ -248,8 +185,8 @@ def test_without_tls_the_password_is_withheld_from_a_server_off_loopback(
 def test_start_up_warns_when_the_settings_would_send_the_password_unencrypted(
         make_mail_app, caplog, settings, warns):
     caplog.set_level(logging.WARNING, logger="authserver.mail")
-    make_mail_app(**{"MAIL_TRANSPORT": "smtp", "MAIL_USERNAME": USER, "MAIL_PASSWORD": PASSWORD,
-                     **settings})
+    make_mail_app(**{"MAIL_TRANSPORT": "smtp", "MAIL_USERNAME": SMTP_USER,
+                     "MAIL_PASSWORD": SMTP_PASSWORD, **settings})
     warned = [r.getMessage() for r in caplog.records if "MAIL_PASSWORD" in r.getMessage()]
     assert bool(warned) is warns
     if warns:
