@@ -53,8 +53,9 @@ class _VerifiedConnection(flask_mail.Connection):
                                         context=context)
             else:
                 host = smtplib.SMTP(mail.server, mail.port, timeout=self.timeout)
+        # No set_debuglevel(MAIL_DEBUG): smtplib's debug output prints the AUTH line, password
+        # included, to stderr, which ends up in the log.
         try:
-            host.set_debuglevel(int(mail.debug))
             if mail.use_tls:  # no STARTTLS offered: smtplib raises, there is no fallback
                 with outbound.verified_tls("smtp", mail.server, mail.port):
                     host.starttls(context=context)
@@ -68,7 +69,8 @@ class _VerifiedConnection(flask_mail.Connection):
 
     def _check_login_allowed(self, host: smtplib.SMTP) -> None:
         """Verified TLS (the only TLS this class makes), or a peer on this machine."""
-        if isinstance(host.sock, ssl.SSLSocket) or outbound.is_loopback(host.sock.getpeername()[0]):
+        verified_tls = isinstance(host.sock, ssl.SSLSocket)
+        if verified_tls or outbound.is_loopback(host.sock.getpeername()[0]):
             return
         raise SmtpPasswordWithheld(
             f"not sending MAIL_PASSWORD unencrypted to {self.mail.server}:{self.mail.port}; "
@@ -94,16 +96,21 @@ class SmtpTransport:
             message.send(connection)
 
 
-def insecure_login_warning(config: Mapping) -> str | None:
-    """Why the SMTP settings would withhold the password at send time, or None."""
+def smtp_warnings(config: Mapping) -> list[str]:
+    """What in the SMTP settings will keep mail queued, said once at start-up."""
     server = str(config.get("MAIL_SERVER") or "")
-    if not (config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD")):
-        return None
-    if config.get("MAIL_USE_TLS") or config.get("MAIL_USE_SSL") or outbound.is_loopback(server):
-        return None
-    return (f"MAIL_USERNAME and MAIL_PASSWORD are set but neither MAIL_USE_TLS nor MAIL_USE_SSL: "
+    tls, ssl_ = bool(config.get("MAIL_USE_TLS")), bool(config.get("MAIL_USE_SSL"))
+    warnings = []
+    if tls and ssl_:
+        warnings.append("MAIL_USE_TLS and MAIL_USE_SSL are both set: use MAIL_USE_TLS for "
+                        "STARTTLS (port 587) or MAIL_USE_SSL for implicit TLS (port 465)")
+    login = config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD")
+    if login and not (tls or ssl_ or outbound.is_loopback(server)):
+        warnings.append(
+            "MAIL_USERNAME and MAIL_PASSWORD are set but neither MAIL_USE_TLS nor MAIL_USE_SSL: "
             f"Authserver will not send the password unencrypted to {server}, so mail stays "
             "queued. Set MAIL_USE_TLS=true (port 587) or MAIL_USE_SSL=true (port 465).")
+    return warnings
 
 
 class ConsoleFileTransport:
@@ -179,8 +186,7 @@ def make_transport(app: Flask) -> Transport:
     config = app.config
     name = config.get("MAIL_TRANSPORT") or ("smtp" if config.get("MAIL_SERVER") else "console")
     if name == "smtp":
-        warning = insecure_login_warning(config)
-        if warning:
+        for warning in smtp_warnings(config):
             log.warning(warning)
         return SmtpTransport(timeout=float(config.get("MAIL_TIMEOUT", 10)),
                              cafile=config.get("MAIL_CA_FILE"))
