@@ -13,7 +13,7 @@ import ssl
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any, Iterator, Mapping
-from urllib.parse import urlsplit
+from urllib.parse import urljoin, urlsplit
 
 import requests
 
@@ -26,6 +26,10 @@ DEFAULT_TIMEOUT = 10.0
 
 class CertificateRejected(ConnectionError):
     """The peer's certificate chain or host name failed verification; nothing was sent."""
+
+
+class DowngradeRefused(requests.exceptions.RequestException):
+    """An HTTPS response redirected to plain HTTP; the redirect was not followed."""
 
 
 def ssl_context(cafile: str | None = None) -> ssl.SSLContext:
@@ -95,15 +99,30 @@ class _OutboundSession(requests.Session):
                         _reason(exc, parts.hostname or "", parts.port or 443))
             raise
 
+    def get_redirect_target(self, resp):
+        """requests' hook, refusing a redirect from HTTPS down to plain HTTP (it is called
+        with allow_redirects=False too, so such a response always raises)."""
+        target = super().get_redirect_target(resp)
+        if target and resp.url.startswith("https:") and not _is_https(urljoin(resp.url, target)):
+            origin = urlsplit(resp.url).netloc
+            raise DowngradeRefused(f"not following a redirect from https://{origin} to plain HTTP",
+                                   response=resp)
+        return target
+
 
 def http_session(config: Mapping[str, Any]) -> requests.Session:
-    """An HTTPS client for outbound calls: verified TLS (CA_BUNDLE for a private CA),
-    the OUTBOUND_TIMEOUT on every request, no proxies or netrc from the environment."""
+    """An HTTPS client for outbound calls: verified TLS (CA_BUNDLE for a private CA), no
+    redirect from HTTPS down to HTTP, the OUTBOUND_TIMEOUT on every request, and no proxies,
+    CA bundle or netrc from the environment."""
     session = _OutboundSession(float(config.get("OUTBOUND_TIMEOUT") or DEFAULT_TIMEOUT))
     session.verify = config.get("CA_BUNDLE") or True
     session.trust_env = False
     session.headers["User-Agent"] = "Authserver"
     return session
+
+
+def _is_https(url: str) -> bool:
+    return urlsplit(url).scheme.lower() == "https"
 
 
 def _reason(exc: BaseException, host: str, port: int) -> str:

@@ -20,6 +20,12 @@ from tlskit import TestCA, self_signed, server_context
 
 class Hello(BaseHTTPRequestHandler):
     def do_GET(self) -> None:  # noqa: N802 (http.server's naming)
+        if self.path == "/to-plain-http":
+            self.send_response(302)
+            self.send_header("Location", "http://127.0.0.1:9/")
+            self.send_header("Content-Length", "0")
+            self.end_headers()
+            return
         body = b"hello over verified TLS"
         self.send_response(200)
         self.send_header("Content-Length", str(len(body)))
@@ -93,6 +99,13 @@ def test_the_environment_cannot_loosen_or_replace_the_trust_store(https_server, 
     url = https_server(ca.issue("localhost"))
     with pytest.raises(requests.exceptions.SSLError):
         outbound.http_session({}).get(url)
+
+
+def test_a_redirect_from_https_to_plain_http_is_not_followed(https_server, ca):
+    url = https_server(ca.issue("localhost"))
+    session = outbound.http_session({"CA_BUNDLE": str(ca.cafile)})
+    with pytest.raises(outbound.DowngradeRefused, match="to plain HTTP"):
+        session.get(url + "to-plain-http")
 
 
 def test_every_request_has_the_outbound_timeout():

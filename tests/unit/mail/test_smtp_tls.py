@@ -81,15 +81,16 @@ def assert_refused_and_queued(app, recorder, reason: str) -> None:
 @pytest.mark.parametrize("trust", ["system CAs", "private CA file"])
 @pytest.mark.parametrize("mode", MODES)
 def test_a_self_signed_certificate_is_refused_before_auth_and_the_mail_stays_queued(
-        make_mail_app, servers, free_port, tmp_path, ca, mode, trust):
+        make_mail_app, servers, free_port, tmp_path, ca, caplog, mode, trust):
     recorder = servers.start(mode, free_port, self_signed(tmp_path, "localhost", "127.0.0.1"))
     app = tls_app(make_mail_app, mode, free_port, ca.cafile if trust != "system CAs" else None)
     before = rejected_count()
     assert queue_and_try(app) == 0
-    assert_refused_and_queued(
-        app, recorder, f"certificate verify failed: self-signed certificate for "
-                       f"localhost:{free_port}")
+    reason = f"certificate verify failed: self-signed certificate for localhost:{free_port}"
+    assert_refused_and_queued(app, recorder, reason)
     assert rejected_count() == before + 1
+    assert f"mail #1 (reset_code) attempt 1 failed: CertificateRejected: {reason}" in [
+        r.getMessage() for r in caplog.records if r.name == "authserver.mail"]
 
 
 @pytest.mark.parametrize("mode", MODES)
