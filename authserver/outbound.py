@@ -82,7 +82,7 @@ def check_settings(config: Mapping[str, Any]) -> None:
 
 class _OutboundSession(requests.Session):
     """A requests session whose every request has a timeout unless the caller sets one, and
-    whose refused certificates are counted and logged in one line."""
+    whose TLS failures are logged in one line (and refused certificates counted)."""
 
     def __init__(self, timeout: float) -> None:
         super().__init__()
@@ -93,7 +93,8 @@ class _OutboundSession(requests.Session):
         try:
             return super().request(method, url, **kwargs)
         except requests.exceptions.SSLError as exc:
-            TLS_REJECTED.labels(protocol="https").inc()
+            if _verify_error(exc) is not None:
+                TLS_REJECTED.labels(protocol="https").inc()
             parts = urlsplit(url)
             log.warning("outbound HTTPS refused: %s",
                         _reason(exc, parts.hostname or "", parts.port or 443))
@@ -125,15 +126,24 @@ def _is_https(url: str) -> bool:
     return urlsplit(url).scheme.lower() == "https"
 
 
-def _reason(exc: BaseException, host: str, port: int) -> str:
-    """One line: the verification error found anywhere in exc's chain, and the peer."""
+def _verify_error(exc: BaseException) -> ssl.SSLCertVerificationError | None:
+    """The certificate verification error anywhere in exc's chain (requests nests it in
+    urllib3's errors), or None for another TLS failure."""
     todo, seen = [exc], set()
     while todo:
         current = todo.pop()
         if isinstance(current, ssl.SSLCertVerificationError):
-            return f"certificate verify failed: {current.verify_message} for {host}:{port}"
+            return current
         seen.add(id(current))
         linked = (current.__cause__, current.__context__, getattr(current, "reason", None),
                   *current.args)
         todo += [e for e in linked if isinstance(e, BaseException) and id(e) not in seen]
+    return None
+
+
+def _reason(exc: BaseException, host: str, port: int) -> str:
+    """One line naming what failed and the peer."""
+    found = _verify_error(exc)
+    if found is not None:
+        return f"certificate verify failed: {found.verify_message} for {host}:{port}"
     return f"{' '.join(str(exc).split())} for {host}:{port}"

@@ -69,8 +69,8 @@ class _VerifiedConnection(flask_mail.Connection):
 
     def _check_login_allowed(self, host: smtplib.SMTP) -> None:
         """Verified TLS (the only TLS this class makes), or a peer on this machine."""
-        verified_tls = isinstance(host.sock, ssl.SSLSocket)
-        if verified_tls or outbound.is_loopback(host.sock.getpeername()[0]):
+        encrypted = isinstance(host.sock, ssl.SSLSocket)
+        if encrypted or outbound.is_loopback(host.sock.getpeername()[0]):
             return
         raise SmtpPasswordWithheld(
             f"not sending MAIL_PASSWORD unencrypted to {self.mail.server}:{self.mail.port}; "
@@ -99,13 +99,13 @@ class SmtpTransport:
 def smtp_warnings(config: Mapping) -> list[str]:
     """What in the SMTP settings will keep mail queued, said once at start-up."""
     server = str(config.get("MAIL_SERVER") or "")
-    tls, ssl_ = bool(config.get("MAIL_USE_TLS")), bool(config.get("MAIL_USE_SSL"))
+    starttls, implicit = bool(config.get("MAIL_USE_TLS")), bool(config.get("MAIL_USE_SSL"))
     warnings = []
-    if tls and ssl_:
+    if starttls and implicit:
         warnings.append("MAIL_USE_TLS and MAIL_USE_SSL are both set: use MAIL_USE_TLS for "
                         "STARTTLS (port 587) or MAIL_USE_SSL for implicit TLS (port 465)")
     login = config.get("MAIL_USERNAME") and config.get("MAIL_PASSWORD")
-    if login and not (tls or ssl_ or outbound.is_loopback(server)):
+    if login and not (starttls or implicit or outbound.is_loopback(server)):
         warnings.append(
             "MAIL_USERNAME and MAIL_PASSWORD are set but neither MAIL_USE_TLS nor MAIL_USE_SSL: "
             f"Authserver will not send the password unencrypted to {server}, so mail stays "
