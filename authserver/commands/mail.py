@@ -26,9 +26,13 @@ def status_command() -> None:
 
 @mail_cli.command("send-pending")
 @click.option("--batch", default=20, show_default=True, help="Messages claimed per pass.")
-def send_pending_command(batch: int) -> None:
+@click.option("--now", "retry_now", is_flag=True,
+              help="Also try messages still waiting out a retry delay (after fixing SMTP).")
+def send_pending_command(batch: int, retry_now: bool) -> None:
     """Deliver every message that is due now, then exit; non-zero when some failed (cron)."""
     app = current_app._get_current_object()
+    if retry_now:
+        sender.make_due_now(app)
     transport = app.extensions.get(sender.TRANSPORT_EXT) or make_transport(app)
     attempted, sent = sender.send_pending(app, transport, batch=batch)
     click.echo(f"sent: {sent}")

@@ -55,6 +55,23 @@ def send_pending(app: Flask, transport: Transport, *, batch: int = 20,
             return attempted, sent
 
 
+def make_due_now(app: Flask) -> int:
+    """Make every queued message that is backing off due now; return how many.
+
+    For the operator who just fixed the mail server (a certificate, a password): the
+    backoff may otherwise hold a message for up to MAIL_RETRY_MAX seconds.
+    """
+    with app.app_context():
+        now = clock.now()
+        stmt = (update(OutboxMessage)
+                .where(OutboxMessage.sent_at.is_(None), OutboxMessage.failed_at.is_(None),
+                       OutboxMessage.next_attempt_at > now)
+                .values(next_attempt_at=now).execution_options(synchronize_session=False))
+        count = db.session.execute(stmt).rowcount
+        db.session.commit()
+        return count
+
+
 def retry_delay(attempts: int, cap: int) -> timedelta:
     """Wait before the next try after `attempts` failures: 5 s, 10 s, 20 s ... up to cap."""
     return timedelta(seconds=min(BASE_DELAY * 2 ** (attempts - 1), cap))

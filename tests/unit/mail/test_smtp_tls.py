@@ -5,9 +5,10 @@ from __future__ import annotations
 
 import logging
 import socket
-from datetime import timedelta
+from datetime import datetime, timedelta, timezone
 
 import pytest
+from freezegun import freeze_time
 from sqlalchemy import select
 
 from authserver.commands.mail import mail_cli
@@ -23,6 +24,7 @@ from tlskit import SMTP_PASSWORD, SMTP_USER, SmtpServers, TestCA, self_signed
 pytestmark = pytest.mark.filterwarnings("ignore:Requiring AUTH while not requiring TLS")
 
 MODES = ("starttls", "implicit")
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
 DRAFT = Draft(to="alice@example.com", subject="Your verification code",
               text="Your code:\n\n042917\n", html="<p>Your code: <b>042917</b></p>",
               kind="reset_code")
@@ -196,3 +198,19 @@ def test_start_up_warns_when_the_smtp_settings_would_keep_mail_queued(
         assert warned == []
     else:
         assert len(warned) == 1 and warning in warned[0]
+
+
+def test_send_pending_now_retries_at_once_after_the_certificate_is_fixed(
+        make_mail_app, servers, free_port, tmp_path, ca):
+    app = tls_app(make_mail_app, "starttls", free_port, ca.cafile)
+    cli = app.test_cli_runner()
+    with freeze_time(T0):  # the 5 s retry delay stays ahead of us however slow the machine
+        bad = servers.start("starttls", free_port, self_signed(tmp_path, "localhost"))
+        assert queue_and_try(app) == 0
+        servers.stop(bad)
+        relay = servers.start("starttls", free_port, ca.issue("localhost"))
+        waiting = cli.invoke(mail_cli, ["send-pending"])
+        assert waiting.exit_code == 0 and "sent: 0" in waiting.output
+        result = cli.invoke(mail_cli, ["send-pending", "--now"])
+    assert result.exit_code == 0 and "sent: 1" in result.output
+    assert len(relay.envelopes) == 1 and relay.logins == [SMTP_USER]
