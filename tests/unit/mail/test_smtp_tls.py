@@ -145,6 +145,17 @@ def test_delivery_resumes_on_the_next_try_once_the_certificate_is_fixed(
         assert sender.status(db.session)["queued"] == 0
 
 
+def test_a_server_that_does_not_offer_starttls_gets_neither_the_login_nor_the_mail(
+        make_mail_app, servers, free_port, ca):
+    """STARTTLS stripping: with MAIL_USE_TLS there is no fallback to plain text."""
+    stripped = servers.start("plain", free_port)
+    app = tls_app(make_mail_app, "starttls", free_port, ca.cafile)
+    assert queue_and_try(app) == 0
+    assert stripped.auth_commands == [] and stripped.envelopes == []
+    assert stored(app).last_error == ("SMTPNotSupportedError: STARTTLS extension not "
+                                      "supported by server.")
+
+
 def test_without_tls_the_password_goes_to_a_loopback_server(make_mail_app, servers, free_port):
     recorder = servers.start("plain", free_port)
     app = tls_app(make_mail_app, "plain", free_port, server="127.0.0.1")
