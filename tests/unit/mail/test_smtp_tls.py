@@ -100,10 +100,12 @@ def test_a_certificate_for_another_host_name_from_the_trusted_ca_is_refused(
         make_mail_app, servers, free_port, ca, mode):
     recorder = servers.start(mode, free_port, ca.issue("smtp.example.net"))
     app = tls_app(make_mail_app, mode, free_port, ca.cafile)
+    before = rejected_count()
     assert queue_and_try(app) == 0
     assert_refused_and_queued(
         app, recorder, "certificate verify failed: Hostname mismatch, certificate is not "
                        f"valid for 'localhost'. for localhost:{free_port}")
+    assert rejected_count() == before + 1
 
 
 @pytest.mark.parametrize("mode", MODES)
