@@ -21,6 +21,8 @@ from .extensions import csrf, db, limiter, mail, migrate
 from .mail.sender import status as mail_status
 from .mail import sender
 from .observability import REGISTRY, init_logging, init_request_metrics
+from .oauth import cors
+from .oauth import services as oauth_services
 from .oauth.discovery import bp as discovery_bp
 from .oauth.server import build_server
 from .oauth.views import bp as oauth_bp
@@ -60,6 +62,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_error_handlers(app)
     _init_request_hooks(app)
     _init_favicon(app)
+    cors.init_app(app, find_client=oauth_services.query_client_cached,
+                  all_origins=oauth_services.all_web_origins)
     init_request_metrics(app)
     init_logging(app)
     _init_metrics_endpoint(app)

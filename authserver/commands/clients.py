@@ -8,6 +8,7 @@ from flask.cli import AppGroup
 
 from ..errors import AuthserverError
 from ..oauth import services as oauth
+from ..oauth.cors import client_web_origins
 
 clients = AppGroup("clients", help="Register and list relying applications.")
 
@@ -23,16 +24,19 @@ clients = AppGroup("clients", help="Register and list relying applications.")
 @click.option("--no-pkce", is_flag=True, help="Confidential client without required PKCE.")
 @click.option("--third-party", is_flag=True, help="Ask users for consent.")
 @click.option("--requires-licence", is_flag=True, help="Only licensed users may sign in.")
+@click.option("--web-origin", "web_origins", multiple=True, metavar="ORIGIN",
+              help="An origin (scheme://host[:port]) whose pages may call /token, /userinfo "
+                   "and /revoke; repeatable. Default: the origins of the redirect URIs.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def create(name, redirect_uris, logout_uris, public, scope, grant_types, no_pkce, third_party,
-           requires_licence, as_json):
+           requires_licence, web_origins, as_json):
     """Register NAME; the client secret is shown once."""
     try:
         client, secret = oauth.create_client(
             name, list(redirect_uris), post_logout_redirect_uris=list(logout_uris),
             public=public, scope=scope, grant_types=list(grant_types),
             require_pkce=not no_pkce, first_party=not third_party,
-            requires_licence=requires_licence)
+            requires_licence=requires_licence, web_origins=list(web_origins) or None)
     except AuthserverError as exc:
         raise click.ClickException(exc.message) from exc
     info = describe(client)
@@ -54,6 +58,7 @@ def describe(client) -> dict:
             "grant_types": client.grant_types, "scope": client.scope,
             "require_pkce": client.require_pkce, "first_party": client.first_party,
             "requires_licence": client.requires_licence,
+            "web_origins": client_web_origins(client.redirect_uris, client.web_origins),
             "token_endpoint_auth_method": client.token_endpoint_auth_method}
 
 

@@ -26,6 +26,8 @@ class Client(db.Model, ClientMixin):
     public: Mapped[bool] = mapped_column(Boolean, default=False)
     redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
     post_logout_redirect_uris: Mapped[list] = mapped_column(JSON, default=list)
+    # Browser apps (SPEC section 7): None means the origins of the redirect URIs.
+    web_origins: Mapped[list | None] = mapped_column(JSON, nullable=True)
     grant_types: Mapped[list] = mapped_column(JSON, default=lambda: list(DEFAULT_GRANTS))
     scope: Mapped[str] = mapped_column(Text, default=DEFAULT_SCOPE)
     require_pkce: Mapped[bool] = mapped_column(Boolean, default=True)

@@ -16,6 +16,7 @@ from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
 from ..tokens import services as tokens
+from .cors import OriginInvalid, client_web_origins, parse_web_origin
 from .models import DEFAULT_GRANTS, DEFAULT_SCOPE, AuthorizationCode, Client, Consent
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
@@ -35,12 +36,30 @@ def _check_uri(uri: str) -> str:
     return uri
 
 
+def check_web_origins(origins) -> list[str] | None:
+    """Registered web origins, normalised and without repeats; None keeps the default
+    (the origins of the redirect URIs)."""
+    if origins is None:
+        return None
+    found: list[str] = []
+    for text in origins:
+        try:
+            origin = parse_web_origin(text)
+        except OriginInvalid as exc:
+            raise ClientInvalid(str(exc)) from exc
+        if origin not in found:
+            found.append(origin)
+    return found
+
+
 def create_client(name: str, redirect_uris: list[str], *, post_logout_redirect_uris=(),
                   public: bool = False, scope: str | None = None, grant_types=(),
                   require_pkce: bool = True, first_party: bool = True,
                   requires_licence: bool = False, client_id: str | None = None,
-                  client_secret: str | None = None) -> tuple[Client, str | None]:
-    """Register a client; returns it and its secret (shown once, stored as a keyed hash)."""
+                  client_secret: str | None = None,
+                  web_origins=None) -> tuple[Client, str | None]:
+    """Register a client; returns it and its secret (shown once, stored as a keyed hash).
+    `web_origins` None: the origins of the redirect URIs may call /token from a browser."""
     grants = list(grant_types) or list(DEFAULT_GRANTS)
     bad = [g for g in grants if g not in GRANT_TYPES]
     if bad:
@@ -59,7 +78,7 @@ def create_client(name: str, redirect_uris: list[str], *, post_logout_redirect_u
                     post_logout_redirect_uris=[_check_uri(u) for u in post_logout_redirect_uris],
                     grant_types=grants, scope=" ".join(scopes), require_pkce=require_pkce or public,
                     first_party=first_party, requires_licence=requires_licence,
-                    created_at=clock.now())
+                    web_origins=check_web_origins(web_origins), created_at=clock.now())
     db.session.add(client)
     db.session.commit()
     return client, secret
@@ -97,6 +116,18 @@ def query_client_cached(client_id: str | None) -> Client | None:
 
 def list_clients() -> list[Client]:
     return list(db.session.scalars(select(Client).order_by(Client.id)))
+
+
+def all_web_origins() -> set[str]:
+    """Every registered client's web origins: what a CORS preflight may be allowed for."""
+    rows = db.session.execute(select(Client.redirect_uris, Client.web_origins))
+    return {o for uris, origins in rows for o in client_web_origins(uris or [], origins)}
+
+
+def set_web_origins(client: Client, origins) -> None:
+    """Replace a client's web origins (None: back to its redirect URIs' origins); the
+    caller commits. Other processes see it within CLIENT_CACHE_TTL."""
+    client.web_origins = check_web_origins(origins)
 
 
 def save_authorization_code(code: str, *, client: Client, user: User, session, redirect_uri: str,
