@@ -10,6 +10,7 @@ from ..accounts.models import User
 from ..accounts.services import UserInvalid
 from ..accounts.states import InvalidTransition
 from ..errors import AuthserverError
+from ..oauth.services import ClientInvalid
 from ..passwords.policy import PasswordRejected
 from . import guards, payloads, schemas, services
 
@@ -21,7 +22,7 @@ STATUS = [  # most specific first
     ((services.UserExists, services.SelfActionRefused, InvalidTransition), 409),
     (payloads.PayloadMalformed, 400),
     (payloads.MediaTypeUnsupported, 415),
-    ((payloads.PayloadInvalid, UserInvalid, PasswordRejected), 422),
+    ((payloads.PayloadInvalid, UserInvalid, PasswordRejected, ClientInvalid), 422),
 ]
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
           409: "Conflict", 415: "Unsupported media type", 422: "Unprocessable content"}
@@ -134,6 +135,20 @@ def licence(user_id: int, client_id: str):
     services.set_licence(user, client_id, request.method == "PUT", g.principal.user_id,
                          via_client=g.principal.client_id)
     return _no_content()
+
+
+@bp.get("/api/admin/clients/<client_id>")
+def get_client(client_id: str):
+    return jsonify(payloads.client_json(services.get_client_or_raise(client_id)))
+
+
+@bp.put("/api/admin/clients/<client_id>/web-origins")
+def set_web_origins(client_id: str):
+    client = services.get_client_or_raise(client_id)
+    origins = payloads.parse_web_origins(payloads.json_object())
+    services.set_web_origins(client, origins, g.principal.user_id,
+                             via_client=g.principal.client_id)
+    return jsonify(payloads.client_json(client))
 
 
 @bp.get("/api/admin/events")

@@ -13,12 +13,15 @@ from ..accounts.models import User
 from ..accounts.services import USERNAME_RE
 from ..audit import SecurityEvent
 from ..errors import AuthserverError
+from ..oauth.cors import client_web_origins
+from ..oauth.models import Client
 from .services import MAX_ID
 
 DEFAULT_LIMIT = 20
 MAX_LIMIT = 100
 CREATE_FIELDS = {"username": str, "email": str, "name": str, "admin": bool}
 CREATE_MAX = {"username": 150, "email": 320, "name": 200}
+MAX_WEB_ORIGINS = 20
 
 
 class PayloadMalformed(AuthserverError):
@@ -68,6 +71,21 @@ def parse_create_user(data: dict) -> dict:
         raise PayloadInvalid("The user could not be created.", errors)
     return {"username": data["username"], "email": data["email"],
             "name": data.get("name") or "", "admin": bool(data.get("admin", False))}
+
+
+def parse_web_origins(data: dict) -> list[str] | None:
+    """Check a WebOrigins body: `web_origins`, a list of strings or null (the default)."""
+    errors = [{"field": k, "message": "Unknown field."} for k in data if k != "web_origins"]
+    value = data.get("web_origins", ...)
+    if value is ...:
+        errors.append({"field": "web_origins", "message": "Required (null for the default)."})
+    elif value is not None and (not isinstance(value, list) or len(value) > MAX_WEB_ORIGINS
+                                or not all(isinstance(v, str) for v in value)):
+        errors.append({"field": "web_origins",
+                       "message": f"A list of at most {MAX_WEB_ORIGINS} strings, or null."})
+    if errors:
+        raise PayloadInvalid("The web origins could not be set.", errors)
+    return value
 
 
 def query_int(name: str, default: int | None, low: int, high: int) -> int | None:
@@ -135,6 +153,14 @@ def user_summary(user: User) -> dict:
 def user_detail(user: User, *, active_sessions: int, licences: list[str]) -> dict:
     return {**user_summary(user), "active_sessions": active_sessions, "licences": licences,
             "temp_password_expires_at": _when(user.temp_password_expires_at)}
+
+
+def client_json(client: Client) -> dict:
+    return {"client_id": client.client_id, "name": client.name, "public": client.public,
+            "redirect_uris": list(client.redirect_uris),
+            "web_origins": client_web_origins(client.redirect_uris, client.web_origins),
+            "web_origins_from_redirect_uris": client.web_origins is None,
+            "created_at": _when(client.created_at)}
 
 
 def event_json(event: SecurityEvent) -> dict:

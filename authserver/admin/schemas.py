@@ -102,6 +102,22 @@ USER_PROPS = {
                  "description": "client_ids of the applications the user is licensed for."},
     "temp_password_expires_at": NULLABLE_DATE_TIME,
 }
+WEB_ORIGINS = {"type": "array", "maxItems": 20,
+               "items": {"type": "string", "maxLength": 255},
+               "description": "Origins (scheme://host[:port]; https, or http for localhost) "
+                              "whose pages may call /token, /userinfo and /revoke."}
+CLIENT_PROPS = {
+    "client_id": {"type": "string"},
+    "name": {"type": "string"},
+    "public": {"type": "boolean"},
+    "redirect_uris": {"type": "array", "items": {"type": "string"}},
+    "web_origins": {"type": "array", "items": {"type": "string"},
+                    "description": "The origins in force (registered, or those of the "
+                                   "redirect URIs)."},
+    "web_origins_from_redirect_uris": {"type": "boolean",
+                                       "description": "No origins registered: the default."},
+    "created_at": DATE_TIME,
+}
 EVENT_PROPS = {
     "id": {"type": "integer"},
     "name": {"type": "string"},
@@ -145,6 +161,10 @@ COMPONENTS = {
             "name": {"type": "string", "maxLength": 200},
             "admin": {"type": "boolean", "default": False},
         }, required=["username", "email"], closed=True),
+        "Client": _object(CLIENT_PROPS),
+        "WebOrigins": _object({"web_origins": {"oneOf": [WEB_ORIGINS, {
+            "type": "null", "description": "Back to the default: the redirect URIs' origins."}]}},
+            closed=True),
         "Event": _object(EVENT_PROPS),
         "EventPage": _page("Event"),
     },
@@ -152,6 +172,7 @@ COMPONENTS = {
 
 USERS = "/api/admin/users"
 USER = USERS + "/{id}"
+CLIENT = "/api/admin/clients/{client_id}"
 PATHS = {
     "/api/openapi.json": {"get": {
         **_op("This document", "getOpenAPI", {"200": _json({"type": "object"}, "OpenAPI 3.1")}),
@@ -188,6 +209,14 @@ PATHS = {
         "delete": _no_content("Remove a licence for an application", "removeLicence",
                               [_user_id(), _client_id()]),
     },
+    CLIENT: {"get": _op("One application and its web origins", "getClient",
+                        {"200": _json(_ref("Client"), "The application."),
+                         **_problems(401, 403, 404)}, parameters=[_client_id()])},
+    CLIENT + "/web-origins": {"put": _op(
+        "Set the origins whose pages may call /token, /userinfo and /revoke (CORS)",
+        "setWebOrigins", {"200": _json(_ref("Client"), "The application after the change."),
+                          **_problems(400, 401, 403, 404, 415, 422)},
+        parameters=[_client_id()], body=_ref("WebOrigins"))},
     "/api/admin/events": {"get": _op(
         "Security events, newest first", "listEvents",
         {"200": _json(_ref("EventPage"), "One page of events."), **_problems(401, 403, 422)},
@@ -198,7 +227,8 @@ PATHS = {
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "Authserver admin API", "version": "1",
-             "description": "Users, account states, licences and security events. Errors "
+             "description": "Users, account states, licences, applications' web origins and "
+                            "security events. Errors "
                             "are RFC 9457 problem details."},
     "security": [{"bearer": []}],
     "paths": PATHS,

@@ -276,3 +276,24 @@ def set_licence(user: User, client_id: str, granted: bool, actor_id: int | None,
                    **({"via_client": via_client} if via_client else {}))
     db.session.commit()
     return client
+
+
+def get_client_or_raise(client_id: str) -> Client:
+    """The client with this client_id, or ClientNotFound."""
+    client = oauth.query_client(client_id)
+    if client is None:
+        raise ClientNotFound("No such application.")
+    return client
+
+
+def set_web_origins(client: Client, origins: list[str] | None, actor_id: int | None,
+                    via_client: str | None = None) -> Client:
+    """Replace the origins whose pages may call /token, /userinfo and /revoke (SPEC section
+    7); None returns to the origins of the redirect URIs. Running processes follow within
+    CLIENT_CACHE_TTL."""
+    oauth.set_web_origins(client, origins)
+    security_event("client_web_origins_changed", actor_id=actor_id, client_id=client.client_id,
+                   web_origins=client.web_origins,
+                   **({"via_client": via_client} if via_client else {}))
+    db.session.commit()
+    return client
