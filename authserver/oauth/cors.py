@@ -20,6 +20,7 @@ from collections.abc import Callable, Collection, Iterable
 from urllib.parse import unquote, urlsplit
 
 from flask import Flask, Request, Response, current_app, request
+from werkzeug.exceptions import HTTPException
 
 from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
 
@@ -136,8 +137,7 @@ def client_id_of_request(req: Request) -> str | None:
         except (ValueError, UnicodeDecodeError):
             basic = None
         return unquote(basic.username) if basic and basic.username else None
-    value = req.form.get("client_id")
-    return value or None
+    return _form_value(req, "client_id")
 
 
 def client_id_of_bearer(req: Request) -> str | None:
@@ -146,12 +146,20 @@ def client_id_of_bearer(req: Request) -> str | None:
     scheme, _, raw = req.headers.get("Authorization", "").partition(" ")
     if not scheme and req.method == "POST" and \
             req.mimetype == "application/x-www-form-urlencoded":
-        scheme, raw = "bearer", req.form.get("access_token", "")
+        scheme, raw = "bearer", _form_value(req, "access_token") or ""
     if scheme.lower() != "bearer" or not raw.strip():
         return None
     try:
         return decode_access_token(raw.strip()).get("client_id")
     except AccessTokenInvalid:
+        return None
+
+
+def _form_value(req: Request, name: str) -> str | None:
+    """A form field, or None when the body was refused (413: too large) and names nothing."""
+    try:
+        return req.form.get(name) or None
+    except HTTPException:
         return None
 
 

@@ -181,3 +181,24 @@ def test_discovery_and_jwks_stay_readable_from_any_origin(client):
     for path in ("/.well-known/openid-configuration", "/.well-known/jwks.json"):
         resp = client.get(path, headers={"Origin": "https://evil.example"})
         assert resp.headers["Access-Control-Allow-Origin"] == "*"
+
+
+@pytest.mark.parametrize("path, kwargs", [
+    ("/token", {"data": {"client_id": "x" * 10_000, "grant_type": "refresh_token"}}),
+    ("/token", {"data": b"client_id=%FF%FE&grant_type=x",
+                "content_type": "application/x-www-form-urlencoded"}),
+    ("/token", {"data": b"a" * (2 * 1024 * 1024),
+                "content_type": "application/x-www-form-urlencoded"}),
+    ("/token", {"headers": {"Authorization": "Basic " + base64.b64encode(b"\xff:\xfe").decode()}}),
+    ("/token", {"headers": {"Authorization": "Basic !!!"}}),
+    ("/revoke", {"json": {"token": "x", "client_id": "y"}}),
+    ("/userinfo", {"headers": {"Authorization": "Bearer " + "x" * 10_000}}),
+    ("/userinfo", {"headers": {"Authorization": "Bearer eyJhbGciOiJub25lIn0.e30."}}),
+    ("/userinfo", {"data": {"access_token": "x"}}),
+])
+def test_bad_input_with_an_origin_never_breaks_the_answer(client, clients, path, kwargs):
+    headers = {"Origin": APP, **kwargs.pop("headers", {})}
+    resp = client.post(path, headers=headers, **kwargs)
+    assert 400 <= resp.status_code < 500, resp.get_data(as_text=True)[:200]
+    assert "Origin" in resp.headers["Vary"]
+    assert resp.headers.get("Access-Control-Allow-Origin") in (APP, None)
