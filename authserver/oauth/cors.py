@@ -29,6 +29,7 @@ METHODS = {"/token": ("POST",), "/revoke": ("POST",), "/userinfo": ("GET", "POST
 ALLOW_HEADERS = "Authorization, Content-Type"
 EXPOSE_HEADERS = "WWW-Authenticate, Retry-After"
 MAX_AGE = 600  # seconds a browser may reuse a preflight (Chromium caps it at 7200)
+MISS_RELOAD_INTERVAL = 1.0  # seconds between reloads of every client's origins on a miss
 DEFAULT_PORTS = {"http": 80, "https": 443}
 
 
@@ -172,15 +173,20 @@ class Cors:
                  all_origins: Callable[[], Iterable[str]]):
         self.find_client = find_client
         self.all_origins = all_origins
-        self._any: tuple[float, frozenset[str]] = (0.0, frozenset())
+        self._any: tuple[float, float, frozenset[str]] = (0.0, 0.0, frozenset())
 
-    def any_client_origins(self) -> frozenset[str]:
-        """The union of all clients' web origins, cached CLIENT_CACHE_TTL seconds."""
-        expires, origins = self._any
+    def any_client_origins(self, origin: str | None) -> frozenset[str]:
+        """The union of all clients' web origins, cached CLIENT_CACHE_TTL seconds.
+
+        An origin missing from the cache reloads it at most once a MISS_RELOAD_INTERVAL, so
+        a client registered by another process works at once (as query_client_cached does
+        for a new client), and requests from unknown origins cannot hammer the database."""
+        loaded, expires, origins = self._any
         now = time.monotonic()
-        if expires <= now:
+        stale = expires <= now or (origin not in origins and now - loaded >= MISS_RELOAD_INTERVAL)
+        if stale:
             origins = frozenset(self.all_origins())
-            self._any = (now + float(current_app.config["CLIENT_CACHE_TTL"]), origins)
+            self._any = (now, now + float(current_app.config["CLIENT_CACHE_TTL"]), origins)
         return origins
 
     def allowed_for(self, req: Request) -> Collection[str]:
@@ -191,7 +197,7 @@ class Cors:
             client_id = client_id_of_request(req)
         client = self.find_client(client_id) if client_id else None
         if client is None:
-            return self.any_client_origins()
+            return self.any_client_origins(req.headers.get("Origin"))
         return client_web_origins(client.redirect_uris, client.web_origins)
 
 
@@ -210,8 +216,8 @@ def _preflight() -> Response | None:
     cors: Cors = current_app.extensions["authserver.cors"]
     resp = Response(status=204)
     resp.headers["Allow"] = ", ".join((*methods, "OPTIONS"))
-    resp.headers.update(preflight_headers(request.headers.get("Origin"),
-                                          cors.any_client_origins(), methods))
+    origin = request.headers.get("Origin")
+    resp.headers.update(preflight_headers(origin, cors.any_client_origins(origin), methods))
     return resp
 
 

@@ -202,3 +202,29 @@ def test_bad_input_with_an_origin_never_breaks_the_answer(client, clients, path,
     assert 400 <= resp.status_code < 500, resp.get_data(as_text=True)[:200]
     assert "Origin" in resp.headers["Vary"]
     assert resp.headers.get("Access-Control-Allow-Origin") in (APP, None)
+
+
+def test_any_client_origins_reloads_on_a_miss_at_most_once_a_second(app, monkeypatch):
+    """A client registered by another process is allowed at once; unknown origins cannot make
+    every preflight query the database."""
+    app.config["CLIENT_CACHE_TTL"] = 10
+    registered, loads, now = {APP}, [], [1000.0]
+    monkeypatch.setattr(cors.time, "monotonic", lambda: now[0])
+    wiring = cors.Cors(lambda _id: None, lambda: loads.append(1) or set(registered))
+    with app.app_context():
+        assert APP in wiring.any_client_origins(APP) and len(loads) == 1
+        registered.add(OTHER)
+        now[0] += 0.5
+        assert OTHER not in wiring.any_client_origins(OTHER)  # within the interval: cached
+        assert wiring.any_client_origins(APP) and len(loads) == 1
+        now[0] += 0.6
+        assert OTHER in wiring.any_client_origins(OTHER) and len(loads) == 2
+        for _ in range(5):
+            wiring.any_client_origins("https://evil.example")
+        assert len(loads) == 2
+        now[0] += 1.0
+        wiring.any_client_origins("https://evil.example")
+        assert len(loads) == 3
+        registered.discard(OTHER)
+        now[0] += 10
+        assert OTHER not in wiring.any_client_origins(APP)  # TTL over: removals take effect
