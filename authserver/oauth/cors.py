@@ -215,6 +215,7 @@ def _preflight() -> Response | None:
         return None
     cors: Cors = current_app.extensions["authserver.cors"]
     resp = Response(status=204)
+    del resp.headers["Content-Type"]
     resp.headers["Allow"] = ", ".join((*methods, "OPTIONS"))
     origin = request.headers.get("Origin")
     resp.headers.update(preflight_headers(origin, cors.any_client_origins(origin), methods))
