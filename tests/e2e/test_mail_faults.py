@@ -78,7 +78,9 @@ def test_send_code_does_not_wait_for_an_smtp_server_that_never_answers(smtp_port
         finally:
             sender.stop_sender(app, timeout=10)
     assert goes_to_confirm(resp, "alice")
-    assert elapsed < settings["MAIL_TIMEOUT"] / 2, elapsed
+    # The bound is the SMTP timeout itself, not a guess at request speed: a request that
+    # waited on the silent server could not answer before that timeout ran out.
+    assert elapsed < settings["MAIL_TIMEOUT"], elapsed
     (row,) = queued(app)
     assert row.sent_at is None
 
