@@ -31,11 +31,14 @@ from .accounts import sessions
 from .tokens import keyring
 from .tokens import services as tokens_services
 
+# Referrer-Policy same-origin: no URL (codes, state, login hints) leaves for another origin,
+# while same-origin form posts keep the Referer that Flask-WTF's strict check needs on https
+# (WTF_CSRF_SSL_STRICT); no-referrer made every form fail there (issue 17).
 SECURITY_HEADERS = {
     "X-Frame-Options": "DENY",
     "Content-Security-Policy": "default-src 'self'; frame-ancestors 'none'; form-action 'self' "
                                "http: https:; base-uri 'none'; object-src 'none'",
-    "Referrer-Policy": "no-referrer",
+    "Referrer-Policy": "same-origin",
     "X-Content-Type-Options": "nosniff",
 }
 
