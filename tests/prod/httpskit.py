@@ -35,7 +35,7 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
-from prodkit import BIN, FAST_HASH, REPO, base_env, free_port
+from prodkit import BIN, FAST_HASH, REPO, base_env
 
 HOST = "auth.example.com"
 ISSUER = f"https://{HOST}"
