@@ -23,7 +23,8 @@ from urllib.parse import parse_qs, urlencode, urljoin, urlsplit
 import pyotp
 import pytest
 import requests
-from playwright.sync_api import expect
+from flask import request
+from playwright.sync_api import expect, sync_playwright
 
 from browser.conftest import (CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, Mailbox, field,
                               load_demo_module, press, sign_in)
@@ -39,7 +40,6 @@ pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
 USERS = ("alice", "bob", "carol", "erin", "root")
 NEW_PASSWORD = "a quiet harbour at dawn 7"
-EXPIRED = "This form has expired"
 
 
 @pytest.fixture(scope="module")
@@ -121,7 +121,6 @@ def seed(env: dict, demo: str) -> dict:
 def chromium(recipe):
     if not os.path.exists(CHROMIUM):
         pytest.skip(SKIP_REASON)
-    from playwright.sync_api import sync_playwright
     with sync_playwright() as p:
         browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
             *CHROMIUM_ARGS, f"--host-resolver-rules={recipe.resolver_rules}"])
@@ -359,7 +358,6 @@ def relying_app(recipe, demo_port):
 
     @app.before_request
     def record():
-        from flask import request
         referers.append((request.path, request.headers.get("Referer")))
 
     server = LiveServer(app, demo_port).start()
