@@ -310,6 +310,7 @@ def test_temporary_password_forces_a_new_one(recipe, browse, mailbox):
     assert created.status_code == 201, created.text
     text = Mailbox.text(mailbox.wait("tess@example.com", "temporary password", timeout=15))
     temporary = re.search(r"temporary password:\s*\n\s*\n\s*(\S+)\s*\n", text).group(1)
+    assert f"{ISSUER}/login" in text
     page = browse()
     page.goto(f"{ISSUER}/login")
     signs_in(page, "tess", temporary)
@@ -333,7 +334,8 @@ def test_users_module_reset_with_its_confirmation(recipe, browse, mailbox):
     post_by(page, "Reset")
     assert asked and asked[0].startswith("Reset the password of carol"), asked
     expect(page.get_by_role("status")).to_contain_text("Password reset for carol")
-    mailbox.wait("carol@example.com", "reset your password", timeout=15)
+    text = Mailbox.text(mailbox.wait("carol@example.com", "reset your password", timeout=15))
+    assert f"{ISSUER}/forgot-password/confirm?username=carol" in text  # links name the issuer
     # Without script: the in-page confirmation and its OK.
     bare = browse(java_script_enabled=False)
     sign_in_to_account(bare, "root")
