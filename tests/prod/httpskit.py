@@ -8,9 +8,11 @@ Only what a test machine cannot have is swapped, each swap named here:
   the browser and this process reach https://auth.example.com (port 443 as far as they know)
   at 127.0.0.1:<nginx's port> (Chromium's --host-resolver-rules, `mapped_host()` here);
 - stand-ins for the outside systems of authserver.env: PostgreSQL when DATABASE_URL points at
-  it (else SQLite), Redis db 2 with a per-run key prefix, aiosmtpd on 127.0.0.1 (plain SMTP),
-  a fresh secret, keys and instance folder in the test's temporary folder; fast password
-  hashing, because these tests are about TLS, the proxy and the browser, not argon2 cost.
+  it (else SQLite), Redis db 2 with a per-run key prefix, aiosmtpd on 127.0.0.1 requiring
+  STARTTLS (MAIL_USE_TLS=true as shipped, a certificate from a test CA named in
+  AUTHSERVER_MAIL_CA_FILE) and a login, a fresh secret, keys and instance folder in the test's
+  temporary folder; fast password hashing, because these tests are about TLS, the proxy and
+  the browser, not argon2 cost.
 """
 from __future__ import annotations
 
@@ -35,7 +37,12 @@ from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import ec
 from cryptography.x509.oid import NameOID
 
+from aiosmtpd.controller import Controller
+from aiosmtpd.smtp import AuthResult
+
+from e2e.smtp_sink import Inbox
 from prodkit import BIN, FAST_HASH, REPO, base_env
+from tlskit import SMTP_PASSWORD, SMTP_USER, TestCA, server_context
 
 HOST = "auth.example.com"
 ISSUER = f"https://{HOST}"
@@ -187,8 +194,40 @@ def read_env_file(path: Path) -> dict[str, str]:
     return env
 
 
+class MailRelay:
+    """The SMTP relay of authserver.env: aiosmtpd on 127.0.0.1 that requires STARTTLS (a
+    certificate for 127.0.0.1 from a test CA) and a login before it takes a message."""
+
+    def __init__(self, folder: Path, port: int):
+        folder.mkdir(parents=True, exist_ok=True)
+        ca = TestCA(folder)
+        self.port, self.ca_file, self.inbox = port, ca.cafile, Inbox()
+        self._controller = Controller(
+            self.inbox, hostname="127.0.0.1", port=port, auth_required=True,
+            authenticator=self._login, require_starttls=True,
+            tls_context=server_context(*ca.issue("127.0.0.1")))
+
+    @staticmethod
+    def _login(server, session, envelope, mechanism, auth_data) -> AuthResult:
+        return AuthResult(success=auth_data.login == SMTP_USER.encode()
+                          and auth_data.password == SMTP_PASSWORD.encode())
+
+    def start(self) -> "MailRelay":
+        self._controller.start()
+        return self
+
+    def stop(self) -> None:
+        self._controller.stop()
+
+    def settings(self) -> dict[str, str]:
+        """Stand-ins for the relay's lines of authserver.env (MAIL_USE_TLS stays as shipped)."""
+        return {"MAIL_SERVER": "127.0.0.1", "MAIL_PORT": str(self.port),
+                "MAIL_USERNAME": SMTP_USER, "MAIL_PASSWORD": SMTP_PASSWORD,
+                "AUTHSERVER_MAIL_CA_FILE": str(self.ca_file)}
+
+
 def deployment_settings(shipped: dict[str, str], root: Path, *, database_url: str,
-                        smtp_port: int, redis_url: str, prefix: str) -> dict[str, str]:
+                        mail: MailRelay, redis_url: str, prefix: str) -> dict[str, str]:
     """The shipped settings with each outside system replaced by a local stand-in."""
     settings = dict(shipped)
     settings.update(
@@ -196,12 +235,9 @@ def deployment_settings(shipped: dict[str, str], root: Path, *, database_url: st
         DATABASE_URL=database_url,
         AUTHSERVER_KEYS_DIR=str(root / "keys"),
         AUTHSERVER_INSTANCE_PATH=str(root / "instance"),
-        MAIL_SERVER="127.0.0.1", MAIL_PORT=str(smtp_port), MAIL_USE_TLS="false",
         AUTHSERVER_RATELIMIT_STORAGE_URI=redis_url,
-        AUTHSERVER_RATELIMIT_KEY_PREFIX=prefix)
-    # aiosmtpd speaks plain SMTP here: no login, so no password on an unverified connection.
-    for name in ("MAIL_USERNAME", "MAIL_PASSWORD"):
-        settings.pop(name, None)
+        AUTHSERVER_RATELIMIT_KEY_PREFIX=prefix,
+        **mail.settings())
     return settings
 
 

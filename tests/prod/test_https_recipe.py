@@ -28,10 +28,11 @@ from playwright.sync_api import expect, sync_playwright
 
 from browser.conftest import (CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, Mailbox, field,
                               load_demo_module, press, sign_in)
-from e2e.smtp_sink import SmtpSink, code_in
-from httpskit import (DEPLOY, HOST, ISSUER, Deployment, GunicornConf, Nginx, authserver,
-                      clear_redis, deployment_settings, make_certificate, mapped_host,
-                      nginx_or_skip, nginx_site, read_env_file, redis_url_or_memory, server_env)
+from e2e.smtp_sink import code_in
+from httpskit import (DEPLOY, HOST, ISSUER, Deployment, GunicornConf, MailRelay, Nginx,
+                      authserver, clear_redis, deployment_settings, make_certificate,
+                      mapped_host, nginx_or_skip, nginx_site, read_env_file,
+                      redis_url_or_memory, server_env)
 from prodkit import (PASSWORD, _last_json_line, cli, done, free_port, pg_server_url,
                      pkce_pair, scratch_database)
 from support import LiveServer
@@ -54,10 +55,10 @@ def database(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def smtp():
-    sink = SmtpSink(free_port()).start()
-    yield sink
-    sink.stop()
+def smtp(tmp_path_factory):
+    relay = MailRelay(tmp_path_factory.mktemp("smtp"), free_port()).start()
+    yield relay
+    relay.stop()
 
 
 @pytest.fixture(scope="module")
@@ -79,7 +80,7 @@ def recipe(tmp_path_factory, database, smtp, demo_port):
     cert, key = make_certificate(root / "tls", HOST)
     redis_url, prefix = redis_url_or_memory(), "authserver-https-" + secrets.token_hex(4)
     settings = deployment_settings(read_env_file(DEPLOY / "authserver.env"), root,
-                                   database_url=database, smtp_port=smtp.port,
+                                   database_url=database, mail=smtp,
                                    redis_url=redis_url, prefix=prefix)
     env = server_env(settings)
     done(cli(env, "init"))  # the unit's ExecStartPre, as a process
