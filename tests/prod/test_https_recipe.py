@@ -44,7 +44,13 @@ NEW_PASSWORD = "a quiet harbour at dawn 7"
 
 
 @pytest.fixture(scope="module")
-def database(tmp_path_factory):
+def nginx_binary():
+    """Skip before anything starts when this machine cannot run the recipe."""
+    return nginx_or_skip()
+
+
+@pytest.fixture(scope="module")
+def database(nginx_binary, tmp_path_factory):
     """PostgreSQL (a scratch database) when DATABASE_URL points at it, else SQLite."""
     server = pg_server_url()
     if server:
@@ -55,7 +61,7 @@ def database(tmp_path_factory):
 
 
 @pytest.fixture(scope="module")
-def smtp(tmp_path_factory):
+def smtp(nginx_binary, tmp_path_factory):
     relay = MailRelay(tmp_path_factory.mktemp("smtp"), free_port()).start()
     yield relay
     relay.stop()
@@ -72,10 +78,9 @@ def demo_port():
 
 
 @pytest.fixture(scope="module")
-def recipe(tmp_path_factory, database, smtp, demo_port):
+def recipe(nginx_binary, tmp_path_factory, database, smtp, demo_port):
     """The whole recipe running: `authserver init`, users and clients from the CLI (as an
     operator would), gunicorn, nginx; this process resolves auth.example.com to nginx."""
-    nginx_or_skip()
     root = tmp_path_factory.mktemp("https")
     cert, key = make_certificate(root / "tls", HOST)
     redis_url, prefix = redis_url_or_memory(), "authserver-https-" + secrets.token_hex(4)
