@@ -74,6 +74,8 @@ class Defaults:
     METRICS_ENABLED = False
 
     WTF_CSRF_TIME_LIMIT = None  # the token lives as long as the session cookie
+    # On https a form post needs a same-origin Referer (pages send Referrer-Policy: same-origin).
+    WTF_CSRF_SSL_STRICT = True
     MAX_CONTENT_LENGTH = 1024 * 1024
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     DATABASE_CONNECT_TIMEOUT = 5  # a request fails with 503 instead of hanging on a dead host

@@ -35,7 +35,7 @@ def login_form(client, username="alice"):
 
 
 def test_strict_referrer_check_stays_on(app):
-    assert app.config.get("WTF_CSRF_SSL_STRICT", True) is True
+    assert app.config["WTF_CSRF_SSL_STRICT"] is True
     assert app.config["SESSION_COOKIE_NAME"] == "__Host-authserver"
 
 
