@@ -263,7 +263,8 @@ def clear_redis(url: str, prefix: str) -> None:
 # --- gunicorn as the systemd unit runs it ------------------------------------------------------
 
 class GunicornConf:
-    """`gunicorn -c deploy/gunicorn.conf.py wsgi:app` (the unit's ExecStart), port by GUNICORN_BIND."""
+    """`gunicorn -c deploy/gunicorn.conf.py wsgi:app`, the unit's ExecStart; the port set
+    through GUNICORN_BIND, which that file reads."""
 
     def __init__(self, env: dict, port: int, log_dir: Path):
         self.env = {**env, "GUNICORN_BIND": f"127.0.0.1:{port}"}
