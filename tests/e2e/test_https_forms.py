@@ -1,6 +1,6 @@
 """Forms behind the documented TLS proxy (issue 17), without nginx: what the browser sends under
 `Referrer-Policy: same-origin` passes Flask-WTF's strict https check; what it sent under
-`no-referrer` (no Referer, `Origin: null`) is refused. tests/prod/https/ runs the
+`no-referrer` (no Referer, `Origin: null`) is refused. tests/prod/https_recipe/ runs the
 same in Chromium through nginx."""
 from __future__ import annotations
 

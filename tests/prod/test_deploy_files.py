@@ -1,7 +1,7 @@
 """Every file in deploy/ is exercised: the env file's settings reach the app as meant, the
 systemd units pass `systemd-analyze verify`, the Containerfile's COPY and RUN steps build a
 working install, and they all start gunicorn the way the README and the https suite do
-(the nginx site and gunicorn.conf.py run for real in tests/prod/https/)."""
+(the nginx site and gunicorn.conf.py run for real in tests/prod/https_recipe/)."""
 from __future__ import annotations
 
 import json

@@ -14,7 +14,7 @@ from playwright.sync_api import expect
 from browser.conftest import Mailbox, field
 from e2e.smtp_sink import code_in
 from prodkit import PASSWORD
-from recipe_pages import (ISSUER, admin_api, hosted, post_by, posted, sign_in_to_account,
+from https_recipe.pages import (ISSUER, admin_api, hosted, post_by, posted, sign_in_to_account,
                           signs_in, submit)
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

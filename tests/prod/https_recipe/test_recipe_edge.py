@@ -9,7 +9,7 @@ import pytest
 import requests
 
 from httpskit import HOST
-from recipe_pages import ISSUER, admin_api
+from https_recipe.pages import ISSUER, admin_api
 
 pytestmark = pytest.mark.slow
 

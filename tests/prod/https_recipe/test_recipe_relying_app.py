@@ -11,7 +11,7 @@ from playwright.sync_api import expect
 
 from browser.conftest import load_demo_module
 from prodkit import PASSWORD
-from recipe_pages import ISSUER, hosted, post_by, signs_in
+from https_recipe.pages import ISSUER, hosted, post_by, signs_in
 from support import LiveServer
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]

@@ -26,13 +26,13 @@ from prodkit import (PASSWORD, _last_json_line, cli, done, free_port, pg_server_
 USERS = ("alice", "bob", "carol", "erin", "root")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def nginx_binary():
     """Skip before anything starts when this machine cannot run the recipe."""
     return nginx_or_skip()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def database(nginx_binary, tmp_path_factory):
     """PostgreSQL (a scratch database) when DATABASE_URL points at it, else SQLite."""
     server = pg_server_url()
@@ -43,24 +43,24 @@ def database(nginx_binary, tmp_path_factory):
         yield "sqlite:///" + str(tmp_path_factory.mktemp("https-db") / "authserver.db")
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def smtp(nginx_binary, tmp_path_factory):
     relay = MailRelay(tmp_path_factory.mktemp("smtp"), free_port()).start()
     yield relay
     relay.stop()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def mailbox(smtp):
     return Mailbox(smtp.inbox)
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def demo_port():
     return free_port()
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def recipe(nginx_binary, tmp_path_factory, database, smtp, demo_port):
     """The whole recipe running: `authserver init`, users and clients from the CLI (as an
     operator would), gunicorn, nginx; this process resolves auth.example.com to nginx."""
@@ -80,17 +80,22 @@ def recipe(nginx_binary, tmp_path_factory, database, smtp, demo_port):
     try:
         clients = seed(env, f"http://127.0.0.1:{demo_port}")
         nginx.start()
-        dep = Deployment(settings["AUTHSERVER_ISSUER"], cert, https_port, http_port, upstream,
+        gunicorn.wait_ready()
+        yield Deployment(settings["AUTHSERVER_ISSUER"], cert, https_port, http_port, upstream,
                          env, root, nginx, gunicorn, clients)
-        with mapped_host(HOST, {443: https_port, 80: http_port}), \
-                pytest.MonkeyPatch.context() as mp:
-            mp.setenv("REQUESTS_CA_BUNDLE", str(cert))  # for the relying app's Authlib client
-            gunicorn.wait_ready()
-            yield dep
     finally:
         nginx.stop()
         gunicorn.stop()
         clear_redis(redis_url, prefix)
+
+
+@pytest.fixture(autouse=True)
+def reach_the_issuer(recipe, monkeypatch):
+    """During each test, this process reaches https://auth.example.com at nginx (as the
+    browser does) and trusts the test certificate there (the relying app's Authlib client)."""
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(recipe.cert))
+    with mapped_host(HOST, {443: recipe.https_port, 80: recipe.http_port}):
+        yield
 
 
 def seed(env: dict, demo: str) -> dict:
@@ -106,7 +111,7 @@ def seed(env: dict, demo: str) -> dict:
     return {"tool": _last_json_line(tool), "demo": _last_json_line(app)}
 
 
-@pytest.fixture(scope="session")
+@pytest.fixture(scope="package")
 def chromium(recipe):
     if not os.path.exists(CHROMIUM):
         pytest.skip(SKIP_REASON)

@@ -13,7 +13,7 @@ import pytest
 
 from httpskit import make_certificate
 from prodkit import free_port, pkce_pair
-from recipe_pages import ISSUER, sign_in_to_account
+from https_recipe.pages import ISSUER, sign_in_to_account
 
 pytestmark = [pytest.mark.slow, pytest.mark.browser]
 
