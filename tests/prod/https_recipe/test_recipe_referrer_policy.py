@@ -52,8 +52,8 @@ def elsewhere(recipe, tmp_path):
     server.server_close()
 
 
-def _follow_link_elsewhere(page, target: str) -> None:
-    """A link on the page the browser is on, to another origin, clicked like a user would."""
+def _follow_link(page, target: str) -> None:
+    """A link on the page the browser is on, to `target`, clicked like a user would."""
     page.evaluate("""url => { const a = document.createElement('a'); a.href = url;
         a.id = 'out'; a.textContent = 'elsewhere'; document.body.appendChild(a); }""", target)
     page.locator("#out").click()
@@ -84,8 +84,14 @@ def test_no_hosted_page_sends_its_url_to_another_origin(recipe, browse, elsewher
     for name, path in pages.items():
         response = page.goto(ISSUER + path)
         assert response.headers.get("referrer-policy") == "same-origin", (name, response.url)
-        _follow_link_elsewhere(page, f"{elsewhere.url}/from-{name}")
+        _follow_link(page, f"{elsewhere.url}/from-{name}")
     followed = [(p, ref) for p, ref in elsewhere.seen if p.startswith("/from-")]
     assert [p for p, _ in followed] == [f"/from-{n}" for n in pages]
     leaked = [(p, ref) for p, ref in followed if ref]
     assert not leaked, f"hosted pages sent their URL to another origin: {leaked}"
+
+    # The control: the same kind of link to the issuer's own origin keeps the full Referer.
+    page.goto(f"{ISSUER}/account/mfa?from=here")
+    with page.expect_request(f"{ISSUER}/forgot-password") as own:
+        _follow_link(page, f"{ISSUER}/forgot-password")
+    assert own.value.headers.get("referer") == f"{ISSUER}/account/mfa?from=here"
