@@ -42,6 +42,11 @@ class Defaults:
     LOGIN_MAX_FAILURES = 5
     LOGIN_THROTTLE_BASE = 2
     LOGIN_THROTTLE_MAX = 900
+    # The second step (SPEC section 8): who must have one, and its throttle.
+    MFA_REQUIRED = "none"  # none | admins | all
+    MFA_MAX_FAILURES = 5
+    MFA_THROTTLE_BASE = 30
+    MFA_THROTTLE_MAX = 3600
 
     ACCESS_TOKEN_ALG = "RS256"
     ID_TOKEN_ALG = "RS256"
@@ -177,6 +182,8 @@ def check_config(app: Flask) -> None:
     for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "RESET_CODE_TTL", "TEMP_PASSWORD_TTL"):
         if int(cfg[name]) <= 0:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
+    if str(cfg["MFA_REQUIRED"]).lower() not in ("none", "admins", "all"):
+        raise RuntimeError("AUTHSERVER_MFA_REQUIRED must be none, admins or all")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
     outbound.check_settings(cfg)

@@ -15,10 +15,13 @@ import socket
 import threading
 from urllib.parse import parse_qs, urlsplit
 
+import pyotp
 from sqlalchemy.pool import NullPool
 from werkzeug.serving import make_server
 
 from authserver.accounts import services as accounts
+from authserver.accounts.factors import totp
+from authserver.accounts.models import User
 from authserver.extensions import db
 from authserver.oauth import services as oauth
 from authserver.tokens import services as tokens
@@ -84,6 +87,17 @@ def make_user(app, username="alice", *, password=PASSWORD, email=None, name=None
             user.state = state
         db.session.commit()
         return user.id
+
+
+def give_totp(app, user_id, secret=None) -> str:
+    """Give a user an authenticator app (sealed at rest, as enrolment stores it)."""
+    secret = secret or pyotp.random_base32()
+    with app.app_context():
+        user = db.session.get(User, user_id)
+        user.totp_secret = totp.seal(secret)
+        user.mfa_version = (user.mfa_version or 0) + 1
+        db.session.commit()
+    return secret
 
 
 def make_client(app, name="App", *, redirect_uris=("http://127.0.0.1:9999/callback",),

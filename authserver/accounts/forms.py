@@ -1,7 +1,7 @@
 """Sign-in and account forms; every one carries csrf_token (Flask-WTF)."""
 from flask_wtf import FlaskForm
-from wtforms import HiddenField, PasswordField, StringField, SubmitField
-from wtforms.validators import DataRequired, Length, Regexp
+from wtforms import PasswordField, StringField, SubmitField
+from wtforms.validators import DataRequired, Length, Optional, Regexp
 
 
 class LoginForm(FlaskForm):
@@ -16,19 +16,32 @@ class LoginForm(FlaskForm):
 
 
 class MfaForm(FlaskForm):
-    code = StringField("One-time code", validators=[
-        DataRequired("Enter the code from your authenticator app."), Length(max=32)])
+    code = StringField("One-time code or recovery code", validators=[
+        DataRequired("Enter the code from your authenticator app."),
+        Length(max=64, message="That code is too long.")])
     submit = SubmitField("Verify")
 
 
+def _password(label="Current password"):
+    return PasswordField(label, validators=[Optional(), Length(max=256)])
+
+
 class MfaEnrolForm(FlaskForm):
-    secret = HiddenField(validators=[DataRequired(), Length(max=64)])
     code = StringField("Code from your app", validators=[
-        DataRequired("Enter the 6-digit code."), Regexp(r"^\s*\d{6}\s*$", message="6 digits.")])
+        DataRequired("Enter the 6-digit code."),
+        Regexp(r"^\s*\d{6}\s*$", message="Enter the 6 digits your app shows.")])
+    password = _password()
     submit = SubmitField("Turn on two-step sign-in")
 
 
+class ReauthForm(FlaskForm):
+    """A button that needs the current password unless the user signed in moments ago."""
+
+    password = _password()
+    submit = SubmitField("OK")
+
+
 class ConfirmForm(FlaskForm):
-    """A bare CSRF-protected button (sign out everywhere, turn MFA off, start over)."""
+    """A bare CSRF-protected button (sign out everywhere, start over)."""
 
     submit = SubmitField("OK")

@@ -1,17 +1,20 @@
-"""The browser side of signing in: the session cookie, pending steps and where to go next.
+"""The browser side of signing in: the session cookie, the sign-in id, where to go next.
 
 The Flask session cookie holds only the raw browser-session id (its hash is in the
-database), the CSRF token, loop-guard counters and any pending sign-in step.
+database), the raw id of a sign-in in progress (accounts.signin keeps its steps), the CSRF
+token, the loop-guard counters and a pending `next` kept across detours.
 """
 from __future__ import annotations
 
-from flask import g, request, session, url_for
+from flask import flash, g, redirect, render_template, request, session, url_for
 
-from .. import clock, security
-from . import services
+from .. import security
+from . import services, signin
 from .models import BrowserSession, User
 
-PENDING_TTL = 900
+SIGN_IN_KEY = "signin"
+STEP_ENDPOINTS = {"change": "passwords.change_password", "mfa": "accounts.login_mfa",
+                  "enrol": "accounts.login_enrol"}
 
 
 def current_session() -> BrowserSession | None:
@@ -40,26 +43,56 @@ def sign_in(user: User, amr: list[str]) -> BrowserSession:
 
 
 def sign_out() -> None:
+    """Forget this browser's session and its sign-in in progress (ended in the database)."""
+    record = signin.find(session.pop(SIGN_IN_KEY, None))
+    if record is not None:
+        signin.end(record, "logout")
     session.pop("sid", None)
-    session.pop("pending", None)
     g.browser_session = None
 
 
-def set_pending(user: User, step: str, amr: list[str], next_url: str | None) -> None:
-    session["pending"] = {"user_id": user.id, "step": step, "amr": amr,
-                          "next": security.safe_next(next_url), "at": clock.timestamp()}
+def begin(user: User, amr: list[str]):
+    """A first factor is verified: the response for whatever the sign-in needs next."""
+    raw, decision = signin.begin(user, amr, session.get("next"))
+    if raw:
+        session[SIGN_IN_KEY] = raw
+    return respond(decision)
 
 
-def get_pending(step: str) -> tuple[User | None, dict]:
-    """The user waiting at this step, or None if there is none or it went stale."""
-    data = session.get("pending") or {}
-    if data.get("step") != step or clock.timestamp() - int(data.get("at", 0)) > PENDING_TTL:
-        return None, {}
-    return services.get_user(int(data["user_id"])), data
+def resume(step: str):
+    """(record, user) of this browser's sign-in waiting at `step`; SignInOver otherwise."""
+    return signin.resume(session.get(SIGN_IN_KEY), step)
 
 
-def clear_pending() -> None:
-    session.pop("pending", None)
+def respond(decision: signin.Next):
+    """Map a sign-in decision to its page: a step, the state's own page, or signed in."""
+    if decision.step in STEP_ENDPOINTS:
+        return redirect(url_for(STEP_ENDPOINTS[decision.step]), 303)
+    if decision.step == "finish":
+        return redirect(finish(decision), 303)
+    return over(signin.SignInOver(decision.step, decision.user))
+
+
+def finish(decision: signin.Next) -> str:
+    """Open the browser session of a finished sign-in; returns where the user was going."""
+    target = decision.next_url or security.safe_next(session.get("next")) \
+        or url_for("accounts.account")
+    sign_in(decision.user, list(decision.amr))
+    return target
+
+
+def over(exc: signin.SignInOver):
+    """Where an ended sign-in sends the browser: the state's page, a step, or /login."""
+    if exc.page in STEP_ENDPOINTS:  # still going, only waiting at another step
+        return redirect(url_for(STEP_ENDPOINTS[exc.page]), 303)
+    session.pop(SIGN_IN_KEY, None)
+    if exc.page == "inactive" and exc.user is not None:
+        return render_template("accounts/inactive.html", user=exc.user)
+    if exc.page == "reset" and exc.user is not None:
+        return render_template("accounts/reset_required.html", user=exc.user)
+    if request.method == "POST":
+        flash(exc.message, "info")
+    return redirect(url_for("accounts.login"), 303)
 
 
 def remember_next(next_url: str | None) -> None:

@@ -1,56 +1,99 @@
-"""TOTP (RFC 6238) enrolment and verification with pyotp, plus single-use recovery codes."""
+"""Managing a user's second step: turn it on (or replace it), off, new recovery codes, and an
+administrator's reset. Each change bumps the account's second-step version (a sign-in in
+progress that saw the old one is over), is audited, and emails the user a notice.
+
+The checks of a code at sign-in live in factors/second_step.py.
+"""
 from __future__ import annotations
 
-import pyotp
+from datetime import timedelta
 
-from .. import clock, security
+from flask import current_app
+
+from .. import clock
 from ..audit import security_event
+from ..errors import AuthserverError
 from ..extensions import db
-from .models import User
+from ..mail import messages, outbox
+from . import services
+from .factors import recovery, totp
+from .models import BrowserSession, User
 
-RECOVERY_CODES = 10
-
-
-def new_secret() -> str:
-    return pyotp.random_base32()
-
-
-def provisioning_uri(user: User, secret: str, issuer_name: str) -> str:
-    return pyotp.TOTP(secret).provisioning_uri(name=user.email, issuer_name=issuer_name)
+REAUTH_MAX_AGE = 300  # seconds: a sign-in this recent may change the second step
 
 
-def enable(user: User, secret: str, code: str) -> list[str] | None:
-    """Turn MFA on if the code matches the new secret; returns the recovery codes (shown once)."""
-    if not pyotp.TOTP(secret).verify(code.strip(), for_time=clock.now(), valid_window=1):
+class ReauthRequired(AuthserverError):
+    """The current password is needed (the sign-in is older than 5 minutes)."""
+
+
+def recently_signed_in(bs: BrowserSession | None) -> bool:
+    return bs is not None and clock.now() - bs.auth_time <= timedelta(seconds=REAUTH_MAX_AGE)
+
+
+def reauthenticate(user: User, bs: BrowserSession | None, password: str | None) -> None:
+    """Ask for the current password unless the user signed in within the last 5 minutes.
+
+    The password is checked by accounts.services.authenticate, so it counts as a sign-in
+    attempt for the account (throttled like /login). Raises ReauthRequired,
+    services.LoginRejected or services.LoginThrottled.
+    """
+    if recently_signed_in(bs):
+        return
+    if not password:
+        raise ReauthRequired("Enter your current password.")
+    try:
+        services.authenticate(user.username, password)
+    except services.TemporaryPasswordExpired as exc:
+        raise services.LoginRejected("Your current password is not right.") from exc
+    except services.LoginRejected as exc:
+        raise services.LoginRejected("Your current password is not right.") from exc
+
+
+def _changed(user: User, change: str, **fields) -> None:
+    user.mfa_version = (user.mfa_version or 0) + 1
+    user.mfa_failures = 0
+    user.mfa_locked_until = None
+    outbox.queue(messages.mfa_changed(user, change))
+    security_event(f"mfa_{change}", user_id=user.id, **fields)
+
+
+def confirm_enrolment(user: User, code: str) -> list[str] | None:
+    """Turn the second step on (or replace the app) if `code` matches the pending secret;
+    returns the new recovery codes, shown once, or None for a wrong code. Commits."""
+    replacing = user.mfa_enabled
+    if not totp.confirm_pending(user, code):
+        db.session.rollback()
         return None
-    codes = [security.random_code(10) for _ in range(RECOVERY_CODES)]
-    user.totp_secret = secret
-    user.recovery_codes = [security.keyed_hash(c, "recovery") for c in codes]
-    security_event("mfa_enabled", user_id=user.id)
+    codes = recovery.new_codes(user)
+    _changed(user, "replaced" if replacing else "enabled")
     db.session.commit()
     return codes
 
 
-def disable(user: User) -> None:
-    user.totp_secret = None
-    user.recovery_codes = []
-    security_event("mfa_disabled", user_id=user.id)
+def new_recovery_codes(user: User) -> list[str]:
+    """Replace the recovery codes (the old ones stop working); returns them. Commits."""
+    codes = recovery.new_codes(user)
+    _changed(user, "recovery_codes")
+    db.session.commit()
+    return codes
+
+
+def turn_off(user: User) -> None:
+    """Remove the authenticator app and recovery codes at the user's request. Commits."""
+    totp.remove(user)
+    recovery.remove(user)
+    _changed(user, "disabled")
     db.session.commit()
 
 
-def verify(user: User, code: str) -> str | None:
-    """Check a TOTP or a recovery code; returns the amr value, or None. Commits the outcome."""
-    code = (code or "").strip().replace(" ", "")
-    if user.totp_secret and code.isdigit() and len(code) == 6 and \
-            pyotp.TOTP(user.totp_secret).verify(code, for_time=clock.now(), valid_window=1):
-        return "otp"
-    digest = security.keyed_hash(code, "recovery")
-    remaining = [c for c in user.recovery_codes or [] if not security.equal(c, digest)]
-    if code and len(remaining) < len(user.recovery_codes or []):
-        user.recovery_codes = remaining
-        security_event("mfa_recovery_code_used", user_id=user.id)
-        db.session.commit()
-        return "otp"
-    security_event("mfa_failed", user_id=user.id)
-    db.session.commit()
-    return None
+def admin_reset(user: User, actor_id: int | None, client_id: str | None) -> None:
+    """*Reset two-step sign-in*: remove the second step (the caller ends the sessions)."""
+    totp.remove(user)
+    recovery.remove(user)
+    _changed(user, "admin_reset", actor_id=actor_id, client_id=client_id)
+
+
+def enrolment(user: User) -> tuple[str, str]:
+    """(secret, otpauth:// link) of the enrolment in progress, kept on the server."""
+    secret = totp.pending_secret(user)
+    return secret, totp.provisioning_uri(user, secret, current_app.config["ORGANISATION_NAME"])

@@ -4,7 +4,8 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import JSON, ForeignKey, Index, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (JSON, BigInteger, ForeignKey, Index, Integer, String, Text,
+                        UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock
@@ -38,10 +39,24 @@ class User(db.Model):
     name_key: Mapped[str] = mapped_column(String(200), default="")
     password_hash: Mapped[str | None] = mapped_column(String(255))
     state: Mapped[str] = mapped_column(String(32), default=AccountState.ACTIVE.value, index=True)
+    # The state Enable returns to (SPEC section 8): set by Disable, cleared by Enable.
+    state_before_disable: Mapped[str | None] = mapped_column(String(32))
     temp_password_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     roles: Mapped[str] = mapped_column(String(200), default="")
-    totp_secret: Mapped[str | None] = mapped_column(String(64))
-    recovery_codes: Mapped[list] = mapped_column(JSON, default=list)
+    # Sealed with authserver.sealing (purpose "totp"); never stored in clear.
+    totp_secret: Mapped[str | None] = mapped_column(String(255))
+    # The last RFC 6238 time step accepted (section 5.2: a code is accepted once).
+    totp_last_step: Mapped[int | None] = mapped_column(BigInteger)
+    # An enrolment in progress: the new secret (sealed) until a code confirms it.
+    totp_pending: Mapped[str | None] = mapped_column(String(255))
+    totp_pending_expires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Wrong second-step codes in a row, and the lock they earned (like the password's).
+    mfa_failures: Mapped[int] = mapped_column(Integer, default=0)
+    mfa_locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    # Bumped by every change of the password or of the second step: a sign-in in progress
+    # that saw another version is over (accounts.signin).
+    password_version: Mapped[int] = mapped_column(Integer, default=0)
+    mfa_version: Mapped[int] = mapped_column(Integer, default=0)
     password_changed_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
@@ -110,3 +125,40 @@ class LoginThrottle(db.Model):
     failures: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime)
     updated_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class RecoveryCode(db.Model):
+    """One single-use recovery code, stored only as a keyed hash; spent by a DELETE."""
+
+    __tablename__ = "recovery_codes"
+    __table_args__ = (UniqueConstraint("user_id", "code_hash"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    code_hash: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class SignIn(db.Model):
+    """A sign-in in progress (accounts.signin): the cookie holds only a random id."""
+
+    __tablename__ = "sign_ins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    id_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The step the sign-in waits at; each step moves it on by one conditional UPDATE.
+    step: Mapped[str] = mapped_column(String(32))
+    done: Mapped[list] = mapped_column(JSON, default=list)
+    amr: Mapped[list] = mapped_column(JSON, default=list)
+    seen_state: Mapped[str] = mapped_column(String(32))
+    seen_password_version: Mapped[int] = mapped_column(Integer)
+    seen_mfa_version: Mapped[int] = mapped_column(Integer)
+    next_url: Mapped[str | None] = mapped_column(Text)
+    otp_tries: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    ended_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+    ended_reason: Mapped[str | None] = mapped_column(String(32))
+
+    user: Mapped[User] = relationship()

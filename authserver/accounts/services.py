@@ -16,7 +16,8 @@ from ..errors import AuthserverError
 from ..extensions import db
 from . import sessions
 from .models import BrowserSession, LoginThrottle, User
-from .states import AccountState, transition
+from . import states
+from .states import AccountState
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 
@@ -71,15 +72,17 @@ def new_user(username: str, email: str, name: str = "", *, admin: bool = False) 
                 email_key=email.lower(), name=(name or username).strip()[:200],
                 name_key=(name or username).strip()[:200].lower(),
                 roles="admin" if admin else "", state=AccountState.ACTIVE.value,
-                recovery_codes=[], created_at=clock.now())
+                password_version=0, mfa_version=0, mfa_failures=0, created_at=clock.now())
     db.session.add(user)
     return user
 
 
 def set_password(user: User, password: str) -> None:
+    """Set a new password; a sign-in in progress that saw the old one is over."""
     user.password_hash = security.hash_password(password)
     user.password_changed_at = clock.now()
     user.temp_password_expires_at = None
+    user.password_version = (user.password_version or 0) + 1
 
 
 def set_temporary(user: User) -> str:
@@ -87,9 +90,10 @@ def set_temporary(user: User) -> str:
 
     The state changes first, so a refused transition leaves the password untouched.
     """
-    transition(user, AccountState.FORCE_CHANGE_PASSWORD)
+    states.apply(user, states.Action.TEMPORARY_PASSWORD)
     password = security.temporary_password()
     user.password_hash = security.hash_password(password)
+    user.password_version = (user.password_version or 0) + 1
     ttl = int(current_app.config["TEMP_PASSWORD_TTL"])
     user.temp_password_expires_at = clock.now() + timedelta(seconds=ttl)
     return password

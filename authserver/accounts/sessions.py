@@ -18,12 +18,17 @@ from sqlalchemy import update
 
 from .. import clock
 from ..extensions import db
+from . import signin
 from .models import BrowserSession
 
 REASONS = ("logout", "sign_out_everywhere", "password_reset", "password_change",
            "admin_reset", "admin_disable", "admin_temporary_password", "admin_revoke",
            "admin_reset_mfa", "refresh_reuse", "expired")
 _HOOKS = "authserver.session_end_hooks"
+# These also end the user's sign-ins in progress (SPEC section 8). A password change does
+# not need to: the password version changes, so every other sign-in of the user is over at
+# its next step, while the forced change itself continues its own sign-in.
+ENDS_SIGN_INS = frozenset(REASONS) - {"password_change", "refresh_reuse", "expired"}
 
 
 @dataclass(frozen=True)
@@ -68,6 +73,8 @@ def end_sessions(*, reason: str, user_id: int | None = None,
         stmt.values(revoked_at=now).returning(BrowserSession.id, BrowserSession.user_id)
         .execution_options(synchronize_session=False)).all()
     ended = [EndedSession(row.id, row.user_id, reason) for row in rows]
+    if reason in ENDS_SIGN_INS:
+        signin.end_for_users([user_id, *(e.user_id for e in ended)], reason)
     if ended:
         for hook in current_app.extensions.get(_HOOKS, ()):
             hook(ended, now)

@@ -1,4 +1,6 @@
-"""Account states and the transitions allowed between them (SPEC section 4)."""
+"""Account states and the one table of what each action does to each state (SPEC sections 4
+and 8). The web pages, the admin API and the CLI all move accounts through `apply`.
+"""
 from __future__ import annotations
 
 from enum import StrEnum
@@ -13,14 +15,51 @@ class AccountState(StrEnum):
     DISABLED = "disabled"
 
 
+class Action(StrEnum):
+    RESET = "reset"                          # an administrator's Reset
+    TEMPORARY_PASSWORD = "temporary_password"  # an administrator's temporary password
+    DISABLE = "disable"
+    ENABLE = "enable"
+    SELF_RESET = "self_reset"                # a correct emailed code (forgot password)
+    FORCED_CHANGE = "forced_change"          # /change-password after a temporary password
+    PASSWORD_CHANGE = "password_change"      # /account/password, signed in
+
+
 S = AccountState
-ALLOWED: dict[AccountState, frozenset[AccountState]] = {
-    S.ACTIVE: frozenset({S.FORCE_CHANGE_PASSWORD, S.RESET_REQUIRED, S.DISABLED, S.ACTIVE}),
-    S.FORCE_CHANGE_PASSWORD: frozenset({S.ACTIVE, S.FORCE_CHANGE_PASSWORD, S.RESET_REQUIRED,
-                                        S.DISABLED}),
-    S.RESET_REQUIRED: frozenset({S.ACTIVE, S.FORCE_CHANGE_PASSWORD, S.RESET_REQUIRED, S.DISABLED}),
-    # Enabling returns to active; a password the user no longer trusts is reset separately.
-    S.DISABLED: frozenset({S.ACTIVE, S.DISABLED}),
+A = Action
+RESTORE = "restore"  # Enable: back to the state before Disable
+SAME = "same"        # allowed, the state does not change
+
+# (state, action) -> the new state, RESTORE or SAME; a pair missing here is refused.
+TABLE: dict[tuple[AccountState, Action], AccountState | str] = {
+    (S.ACTIVE, A.RESET): S.RESET_REQUIRED,
+    (S.ACTIVE, A.TEMPORARY_PASSWORD): S.FORCE_CHANGE_PASSWORD,
+    (S.ACTIVE, A.DISABLE): S.DISABLED,
+    (S.ACTIVE, A.ENABLE): SAME,
+    (S.ACTIVE, A.SELF_RESET): SAME,
+    (S.ACTIVE, A.PASSWORD_CHANGE): SAME,
+    (S.FORCE_CHANGE_PASSWORD, A.RESET): S.RESET_REQUIRED,
+    (S.FORCE_CHANGE_PASSWORD, A.TEMPORARY_PASSWORD): S.FORCE_CHANGE_PASSWORD,
+    (S.FORCE_CHANGE_PASSWORD, A.DISABLE): S.DISABLED,
+    (S.FORCE_CHANGE_PASSWORD, A.FORCED_CHANGE): S.ACTIVE,
+    (S.RESET_REQUIRED, A.RESET): S.RESET_REQUIRED,
+    (S.RESET_REQUIRED, A.TEMPORARY_PASSWORD): S.FORCE_CHANGE_PASSWORD,
+    (S.RESET_REQUIRED, A.DISABLE): S.DISABLED,
+    (S.RESET_REQUIRED, A.SELF_RESET): S.ACTIVE,
+    (S.DISABLED, A.DISABLE): SAME,
+    (S.DISABLED, A.ENABLE): RESTORE,
+}
+
+
+REFUSALS = {
+    A.RESET: "A {state} account cannot be reset; enable it first.",
+    A.TEMPORARY_PASSWORD: "A {state} account cannot get a temporary password; enable it first.",
+    A.DISABLE: "A {state} account cannot be disabled.",
+    A.ENABLE: "Only a disabled account can be enabled; this one is {state}.",
+    A.SELF_RESET: "A {state} account cannot reset its password with a code.",
+    A.FORCED_CHANGE: "Only an account with a temporary password changes it here; this one "
+                     "is {state}.",
+    A.PASSWORD_CHANGE: "A {state} account cannot change its password here.",
 }
 
 
@@ -28,17 +67,41 @@ class InvalidTransition(AuthserverError):
     pass
 
 
-def transition(user, target: AccountState) -> None:
-    """Move a user to a new state, refusing transitions the table does not allow."""
+def target(user, action: Action) -> AccountState:
+    """The state `action` would leave the user in; InvalidTransition when the table refuses.
+
+    Nothing changes, so a caller checks first and a refused action leaves nothing half-done.
+    """
     current = AccountState(user.state)
-    if target not in ALLOWED[current]:
-        raise InvalidTransition(f"cannot go from {current} to {target}")
-    user.state = target.value
+    outcome = TABLE.get((current, Action(action)))
+    if outcome is None:
+        raise InvalidTransition(REFUSALS[Action(action)].format(state=current.value))
+    if outcome == SAME:
+        return current
+    if outcome == RESTORE:
+        return AccountState(user.state_before_disable or S.ACTIVE)
+    return AccountState(outcome)
+
+
+def apply(user, action: Action) -> AccountState:
+    """Move the user as the table says; Disable remembers the state Enable goes back to.
+
+    A temporary password's expiry and a pending reset code are left alone by Disable and
+    Enable, so the account returns exactly as it was.
+    """
+    new = target(user, action)
+    current = AccountState(user.state)
+    if new == S.DISABLED and current != S.DISABLED:
+        user.state_before_disable = current.value
+    if current == S.DISABLED and new != S.DISABLED:
+        user.state_before_disable = None
+    user.state = new.value
+    return new
 
 
 def can_self_reset(user) -> bool:
     """Only active accounts and those an administrator sent to reset may use a code."""
-    return user is not None and user.state in (S.ACTIVE, S.RESET_REQUIRED)
+    return user is not None and (AccountState(user.state), A.SELF_RESET) in TABLE
 
 
 def can_login(user) -> bool:

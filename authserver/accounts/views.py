@@ -1,19 +1,33 @@
-"""bp "accounts": /login, /login/mfa, /login/restart, /account/..."""
+"""bp "accounts": /login, /login/mfa, /login/mfa/enrol, /login/restart, /account/..."""
 from __future__ import annotations
 
-from flask import (Blueprint, current_app, flash, redirect, render_template, request, session,
-                   url_for)
+import segno
+from flask import (
+    Blueprint,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
+from markupsafe import Markup
 
 from ..extensions import limiter
-from . import login_flow, mfa, services
-from .forms import ConfirmForm, LoginForm, MfaEnrolForm, MfaForm
-from .states import AccountState
+from . import login_flow, mfa, services, signin
+from .factors import recovery, second_step
+from .forms import ConfirmForm, LoginForm, MfaEnrolForm, MfaForm, ReauthForm
 
 bp = Blueprint("accounts", __name__)
 
 
+def _login_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN"]
+
+
 @bp.route("/login", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
+@limiter.limit(_login_limit, methods=["POST"])
 def login():
     """Hosted sign-in: one generic message for an unknown user and a wrong password."""
     login_flow.remember_next(request.args.get("next"))
@@ -34,7 +48,7 @@ def login():
                                  "temporary password, ask your administrator for a new one.")
     except services.LoginRejected as exc:
         return _login_page(form, exc.message)
-    return _after_password(user)
+    return login_flow.begin(user, ["pwd"])
 
 
 def _login_page(form: LoginForm, error: str | None = None):
@@ -43,54 +57,64 @@ def _login_page(form: LoginForm, error: str | None = None):
     return render_template("accounts/login.html", form=form)
 
 
-def _after_password(user):
-    """Route a correct password by account state: inactive, reset, change, MFA, or in."""
-    next_url = session.get("next")
-    if user.state == AccountState.DISABLED:
-        return render_template("accounts/inactive.html", user=user)
-    if user.state == AccountState.RESET_REQUIRED:
-        return render_template("accounts/reset_required.html", user=user)
-    if user.state == AccountState.FORCE_CHANGE_PASSWORD:
-        login_flow.set_pending(user, "change_password", ["pwd"], next_url)
-        return redirect(url_for("passwords.change_password"), 303)
-    if user.mfa_enabled:
-        login_flow.set_pending(user, "mfa", ["pwd"], next_url)
-        return redirect(url_for("accounts.login_mfa"), 303)
-    return finish_sign_in(user, ["pwd"])
-
-
-def finish_sign_in(user, amr: list[str]):
-    """Open the session and continue the pending request, or land on /account."""
-    target = login_flow.pop_next()
-    login_flow.sign_in(user, amr)
-    return redirect(target, 303)
-
-
 @bp.route("/login/mfa", methods=["GET", "POST"])
-@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
+@limiter.limit(_login_limit, methods=["POST"])
 def login_mfa():
-    user, pending = login_flow.get_pending("mfa")
-    if user is None:
-        return redirect(url_for("accounts.login"))
-    form = MfaForm()
-    if form.validate_on_submit():
-        method = mfa.verify(user, form.code.data)
-        if method:
-            login_flow.clear_pending()
-            login_flow.remember_next(pending.get("next"))
-            return finish_sign_in(user, pending.get("amr", ["pwd"]) + [method, "mfa"])
-        form.code.errors.append("That code is not right. Try the current code from your app.")
+    """The second step: a one-time code or a recovery code, throttled per account."""
+    try:
+        record, user = login_flow.resume("mfa")
+        form = MfaForm()
+        if form.validate_on_submit():
+            method = second_step.verify(record, user, form.code.data)
+            return login_flow.respond(signin.complete_factor(record, "mfa", [method, "mfa"]))
+    except signin.SignInOver as exc:
+        return login_flow.over(exc)
+    except (second_step.SecondStepRejected, second_step.SecondStepLocked) as exc:
+        form.code.errors.append(exc.message)
     return render_template("accounts/mfa.html", form=form)
+
+
+@bp.route("/login/mfa/enrol", methods=["GET", "POST"])
+@limiter.limit(_login_limit, methods=["POST"])
+def login_enrol():
+    """Enrolment right after the password, for a user the MFA policy covers."""
+    try:
+        record, user = login_flow.resume("enrol")
+        form = MfaEnrolForm()
+        if form.validate_on_submit():
+            codes = mfa.confirm_enrolment(user, form.code.data)
+            if codes:
+                decision = signin.complete_factor(record, "enrol", ["otp", "mfa"])
+                if decision.step != "finish":
+                    return login_flow.respond(decision)
+                return render_template("accounts/mfa_codes.html", codes=codes,
+                                       continue_url=login_flow.finish(decision))
+            form.code.errors.append("That code is not right. Check your app's clock.")
+    except signin.SignInOver as exc:
+        return login_flow.over(exc)
+    return _enrol_page(user, form, url_for("accounts.login_enrol"), required=True)
+
+
+def _enrol_page(user, form, action: str, *, required=False, ask_password=False):
+    secret, uri = mfa.enrolment(user)
+    qr = Markup(segno.make(uri, error="m").svg_inline(scale=4, title="QR code for your app"))
+    return render_template("accounts/mfa_enrol.html", form=form, uri=uri, secret=secret,
+                           qr=qr, user=user, action=action, required=required,
+                           ask_password=ask_password)
 
 
 @bp.post("/login/restart")
 def restart():
     """The loop page's button: forget this browser's state here and sign in afresh."""
     if not ConfirmForm().validate_on_submit():
-        return render_template("errors/400.html", title="This form has expired",
-                               message="Reload the page and try again.", status=400), 400
+        return _expired()
     session.clear()
     return redirect(url_for("accounts.login"), 303)
+
+
+def _expired():
+    return render_template("errors/400.html", title="This form has expired",
+                           message="Reload the page and try again.", status=400), 400
 
 
 @bp.get("/account")
@@ -105,29 +129,67 @@ def account():
 
 @bp.route("/account/mfa", methods=["GET", "POST"])
 def account_mfa():
-    user = login_flow.current_user()
-    if user is None:
+    """Turn the second step on or replace the app: a code, and the password unless recent."""
+    bs = login_flow.current_session()
+    if bs is None:
         return redirect(url_for("accounts.login"))
     form = MfaEnrolForm()
+    if request.method == "GET" and bs.user.mfa_enabled and request.args.get("replace") != "1":
+        return render_template("accounts/mfa_status.html", user=bs.user, form=ReauthForm(),
+                               remaining=recovery.remaining(bs.user),
+                               ask_password=not mfa.recently_signed_in(bs))
     if form.validate_on_submit():
-        codes = mfa.enable(user, form.secret.data, form.code.data)
+        codes = _reauthenticated(bs, form, lambda: mfa.confirm_enrolment(bs.user, form.code.data))
         if codes:
-            return render_template("accounts/mfa_codes.html", codes=codes)
-        form.code.errors.append("That code is not right. Check your app's clock and try again.")
-    elif request.method == "GET" or not form.secret.data:
-        form.secret.data = mfa.new_secret()
-    uri = mfa.provisioning_uri(user, form.secret.data, current_app.config["ORGANISATION_NAME"])
-    return render_template("accounts/mfa_enrol.html", form=form, uri=uri, user=user,
-                           off_form=ConfirmForm(prefix="off"))
+            return render_template("accounts/mfa_codes.html", codes=codes,
+                                   continue_url=url_for("accounts.account"))
+        if codes is None and not form.password.errors:
+            form.code.errors.append("That code is not right. Check your app's clock.")
+    elif request.method == "POST" and form.csrf_token.errors:
+        return _expired()
+    return _enrol_page(bs.user, form, url_for("accounts.account_mfa"),
+                       ask_password=not mfa.recently_signed_in(bs))
+
+
+def _reauthenticated(bs, form, action):
+    """Run action after the re-authentication rule; a refusal becomes a password error."""
+    try:
+        mfa.reauthenticate(bs.user, bs, form.password.data)
+    except (mfa.ReauthRequired, services.LoginRejected, services.LoginThrottled) as exc:
+        form.password.errors.append(exc.message)
+        return False
+    return action()
 
 
 @bp.post("/account/mfa/disable")
 def account_mfa_disable():
-    user = login_flow.current_user()
-    if user is None or not ConfirmForm(prefix="off").validate_on_submit():
+    """Turn the second step off: the password unless recent, and a notice email."""
+    return _mfa_button(lambda user: mfa.turn_off(user), "Two-step sign-in is off.")
+
+
+@bp.post("/account/mfa/recovery-codes")
+def account_mfa_recovery_codes():
+    """New recovery codes (the old ones stop working), shown once."""
+    return _mfa_button(mfa.new_recovery_codes, None)
+
+
+def _mfa_button(action, done: str | None):
+    bs = login_flow.current_session()
+    if bs is None:
         return redirect(url_for("accounts.login"))
-    mfa.disable(user)
-    flash("Two-step sign-in is off.", "success")
+    form = ReauthForm()
+    if not form.validate_on_submit():
+        return _expired() if form.csrf_token.errors else redirect(url_for("accounts.account_mfa"))
+    if not bs.user.mfa_enabled:
+        return redirect(url_for("accounts.account_mfa"), 303)
+    result = _reauthenticated(bs, form, lambda: action(bs.user) or True)
+    if result is False:
+        return render_template("accounts/mfa_status.html", user=bs.user, form=form,
+                               remaining=recovery.remaining(bs.user), ask_password=True), 400
+    if done is None:
+        return render_template("accounts/mfa_codes.html", codes=result,
+                               continue_url=url_for("accounts.account"))
+    flash(done, "success")
     return redirect(url_for("accounts.account"), 303)
 
 
@@ -141,5 +203,3 @@ def account_sessions_revoke():
     login_flow.sign_out()
     flash("You are signed out on every device.", "success")
     return redirect(url_for("accounts.login"), 303)
-
-

@@ -13,7 +13,8 @@ from sqlalchemy.exc import IntegrityError
 from .. import clock
 from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, Licence, User
-from ..accounts.states import ALLOWED, AccountState, InvalidTransition, transition
+from ..accounts import mfa, signin, states
+from ..accounts.states import Action
 from ..audit import SecurityEvent, security_event
 from ..errors import AuthserverError
 from ..extensions import db
@@ -167,13 +168,6 @@ def user_profile(user: User, events: int = 20) -> Profile:
 
 # --- actions ---------------------------------------------------------------------------------
 
-def _check_transition(user: User, target: AccountState) -> None:
-    """Refuse before anything changes, so a refused action leaves nothing half-done."""
-    current = AccountState(user.state)
-    if target not in ALLOWED[current]:
-        raise InvalidTransition(f"A {current.value} account cannot move to {target.value}.")
-
-
 def _refuse_self(user: User, actor_id: int | None, what: str) -> None:
     if actor_id is not None and user.id == actor_id:
         raise SelfActionRefused(f"You cannot {what} your own account here.")
@@ -214,7 +208,7 @@ def create_user(username: str, email: str, name: str = "", *, password: str | No
 def reset_user(user: User, actor_id: int | None, client_id: str | None = None) -> None:
     """Reset: the user must choose a new password (code emailed at once); sessions end."""
     _refuse_self(user, actor_id, "reset")
-    _check_transition(user, AccountState.RESET_REQUIRED)
+    states.target(user, Action.RESET)
     passwords.admin_reset(user, actor_id, client_id)
 
 
@@ -222,31 +216,38 @@ def send_temporary_password(user: User, actor_id: int | None,
                             client_id: str | None = None) -> None:
     """Email a generated temporary password, valid 7 days; nobody but the user sees it."""
     _refuse_self(user, actor_id, "send a temporary password to")
-    _check_transition(user, AccountState.FORCE_CHANGE_PASSWORD)
+    states.target(user, Action.TEMPORARY_PASSWORD)
     passwords.send_temporary_password(user, actor_id, client_id)
 
 
 def disable_user(user: User, actor_id: int | None, client_id: str | None = None) -> None:
     """Disable: the user cannot sign in, and every session and refresh token ends."""
     _refuse_self(user, actor_id, "disable")
-    transition(user, AccountState.DISABLED)
+    states.apply(user, Action.DISABLE)
     tokens.revoke_user_sessions(user.id, "admin_disable")
     security_event("user_disabled", user_id=user.id, actor_id=actor_id, client_id=client_id)
     db.session.commit()
 
 
 def enable_user(user: User, actor_id: int | None, client_id: str | None = None) -> None:
-    """Enable a disabled account; enabling an active one changes nothing.
-
-    Only `disabled` can be enabled: enabling must not skip a pending reset or forced change.
+    """Enable a disabled account: it returns to the state it had before Disable (a pending
+    Reset or temporary password, with its expiry, stays). Enabling an active account
+    changes nothing; any other state is refused (states.TABLE).
     """
-    if user.state == AccountState.ACTIVE:
+    if user.state == states.AccountState.ACTIVE:
         return
-    if user.state != AccountState.DISABLED:
-        raise InvalidTransition(f"Only a disabled account can be enabled; this one is "
-                                f"{user.state}.")
-    transition(user, AccountState.ACTIVE)
+    states.apply(user, Action.ENABLE)
+    signin.end_for_users([user.id], "admin_enable")
     security_event("user_enabled", user_id=user.id, actor_id=actor_id, client_id=client_id)
+    db.session.commit()
+
+
+def reset_mfa(user: User, actor_id: int | None, client_id: str | None = None) -> None:
+    """*Reset two-step sign-in*: the authenticator app and recovery codes are removed, every
+    session and sign-in in progress ends, and the user is emailed. Audited."""
+    _refuse_self(user, actor_id, "reset the two-step sign-in of")
+    mfa.admin_reset(user, actor_id, client_id)
+    tokens.revoke_user_sessions(user.id, "admin_reset_mfa")
     db.session.commit()
 
 
@@ -271,6 +272,7 @@ def set_licence(user: User, client_id: str, granted: bool, actor_id: int | None,
         db.session.add(Licence(user_id=user.id, client_id=client.id, granted_at=clock.now()))
     elif not granted and row is not None:
         db.session.delete(row)
+    signin.end_for_users([user.id], "admin_licence")
     security_event("licence_granted" if granted else "licence_removed", user_id=user.id,
                    actor_id=actor_id, client_id=client.client_id,
                    **({"via_client": via_client} if via_client else {}))

@@ -85,3 +85,22 @@ def _duration(seconds: int) -> str:
 
 def _when(moment: datetime) -> str:
     return moment.astimezone(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+
+
+MFA_CHANGES = {
+    "enabled": "it was turned on with a new authenticator app",
+    "replaced": "a new authenticator app replaced the old one",
+    "disabled": "it was turned off",
+    "recovery_codes": "new recovery codes were made (the old ones no longer work)",
+    "admin_reset": "an administrator removed it (authenticator app and recovery codes)",
+}
+
+
+def mfa_failed(user: Any, tries: int) -> Draft:
+    """Someone knew the password but not the code: the user should know (SPEC section 8)."""
+    return _render("mfa_failed", user, tries=tries, when=_when(clock.now()))
+
+
+def mfa_changed(user: Any, change: str) -> Draft:
+    """The second step was turned on, replaced, turned off, reset, or got new recovery codes."""
+    return _render("mfa_changed", user, what=MFA_CHANGES[change], when=_when(clock.now()))

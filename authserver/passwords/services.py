@@ -9,7 +9,8 @@ from sqlalchemy import func, select, text
 from .. import clock, security
 from ..accounts import services as accounts
 from ..accounts.models import User
-from ..accounts.states import AccountState, can_self_reset, transition
+from ..accounts import states
+from ..accounts.states import Action, can_self_reset
 from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
@@ -124,35 +125,41 @@ def confirm_reset(login: str, code: str, new_password: str) -> User:
     except PasswordRejected:
         db.session.rollback()  # the code stays unspent for a better password
         raise
-    _set_new_password(user, new_password, "password_reset")
+    _set_new_password(user, new_password, "password_reset", Action.SELF_RESET)
     security_event("password_reset", user_id=user.id)
     db.session.commit()
     return user
 
 
-def _set_new_password(user: User, new_password: str, reason: str) -> None:
+def _set_new_password(user: User, new_password: str, reason: str, action: Action) -> None:
+    states.apply(user, action)
     accounts.set_password(user, new_password)
     codes.void_codes(user, clock.now())  # a code asked for before the change dies with it
-    transition(user, AccountState.ACTIVE)
     tokens.revoke_user_sessions(user.id, reason)
     outbox.queue(messages.password_changed(user))
 
 
 def change_password(user: User, new_password: str, *, current: str | None = None) -> None:
-    """A signed-in change (current password required) or the forced one after a temporary."""
+    """A signed-in change (current password required) or the forced one after a temporary.
+
+    The state table decides who may: the forced change only from force_change_password,
+    the signed-in one only from active (states.TABLE).
+    """
+    action = Action.FORCED_CHANGE if current is None else Action.PASSWORD_CHANGE
+    states.target(user, action)
     if current is not None and not security.verify_password(user.password_hash, current):
         raise PasswordRejected("Your current password is not right.")
     check_password(new_password, username=user.username, email=user.email)
     if security.verify_password(user.password_hash, new_password):
         raise PasswordRejected("Choose a password different from the current one.")
-    _set_new_password(user, new_password, "password_change")
+    _set_new_password(user, new_password, "password_change", action)
     security_event("password_changed", user_id=user.id)
     db.session.commit()
 
 
 def admin_reset(user: User, actor_id: int | None, client_id: str | None = None) -> None:
     """An administrator's Reset: must reset before signing in; a code is emailed at once."""
-    transition(user, AccountState.RESET_REQUIRED)
+    states.apply(user, Action.RESET)
     tokens.revoke_user_sessions(user.id, "admin_reset")
     code = codes.issue_code(user, clock.now())
     outbox.queue(messages.admin_reset(user, code, _confirm_url(user)))

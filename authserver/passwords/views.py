@@ -4,8 +4,8 @@ from __future__ import annotations
 
 from flask import Blueprint, current_app, flash, redirect, render_template, request, url_for
 
-from ..accounts import login_flow
-from ..accounts.views import finish_sign_in
+from ..accounts import login_flow, signin
+from ..accounts.states import InvalidTransition
 from ..extensions import limiter
 from . import services
 from .forms import AccountPasswordForm, ChangeForm, ConfirmForm, ForgotForm, ResendForm
@@ -81,23 +81,20 @@ def _expired():
 
 @bp.route("/change-password", methods=["GET", "POST"])
 def change_password():
-    """The forced change after a temporary password, then on to where the user was going."""
-    user, pending = login_flow.get_pending("change_password")
-    if user is None:
-        return redirect(url_for("accounts.login"))
-    form = ChangeForm()
-    if form.validate_on_submit():
-        try:
+    """The forced change after a temporary password (only force_change_password), then on
+    to whatever the sign-in needs next (accounts.signin)."""
+    try:
+        record, user = login_flow.resume("change")
+        form = ChangeForm()
+        if form.validate_on_submit():
             services.change_password(user, form.password.data)
-        except services.PasswordRejected as exc:
-            form.password.errors.append(exc.message)
-        else:
-            login_flow.clear_pending()
-            login_flow.remember_next(pending.get("next"))
-            if user.mfa_enabled:
-                login_flow.set_pending(user, "mfa", ["pwd"], pending.get("next"))
-                return redirect(url_for("accounts.login_mfa"), 303)
-            return finish_sign_in(user, ["pwd"])
+            return login_flow.respond(signin.complete_factor(record, "change", []))
+    except signin.SignInOver as exc:
+        return login_flow.over(exc)
+    except InvalidTransition:
+        return login_flow.over(signin.SignInOver())
+    except services.PasswordRejected as exc:
+        form.password.errors.append(exc.message)
     return render_template("passwords/change.html", form=form, user=user)
 
 

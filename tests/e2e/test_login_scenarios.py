@@ -4,7 +4,7 @@ from datetime import timedelta
 from urllib.parse import urlsplit
 
 import pyotp
-from support import csrf_from, make_client, make_user, query_of
+from support import csrf_from, give_totp, make_client, make_user, query_of
 
 from authserver.accounts import services as accounts
 from authserver.accounts.models import User
@@ -171,10 +171,7 @@ def test_expired_temporary_password_says_ask_your_administrator(app, client, aut
 
 def test_mfa_asks_for_a_one_time_code_after_the_password(app, client, auth):
     uid = make_user(app, "mia")
-    secret = pyotp.random_base32()
-    with app.app_context():
-        db.session.get(User, uid).totp_secret = secret
-        db.session.commit()
+    secret = give_totp(app, uid)
     client_id, _ = make_client(app)
     _, params = start_at_app(auth, client_id)
     resp = auth.login("mia")
