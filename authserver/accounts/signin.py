@@ -82,7 +82,7 @@ def next_step(user: User, done: Iterable[str]) -> str:
         return "reset"
     if user.state == AccountState.FORCE_CHANGE_PASSWORD:
         return "over" if "change" in done else "change"
-    if user.mfa_enabled and "mfa" not in done:
+    if user.mfa_enabled and not done & {"mfa", "enrol"}:  # enrolling proved the new app
         return "mfa"
     if not user.mfa_enabled and mfa_policy_covers(user):
         return "enrol"

@@ -122,6 +122,13 @@ def enable(user_id: int):
     return _user_answer(user)
 
 
+@bp.post("/api/admin/users/<int:user_id>/reset-mfa")
+def reset_mfa(user_id: int):
+    user = services.get_user_or_raise(user_id)
+    services.reset_mfa(user, g.principal.user_id, g.principal.client_id)
+    return _user_answer(user)
+
+
 @bp.delete("/api/admin/users/<int:user_id>/sessions")
 def revoke_sessions(user_id: int):
     user = services.get_user_or_raise(user_id)

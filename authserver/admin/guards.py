@@ -4,9 +4,9 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from flask import abort, g, redirect, request, url_for
+from flask import abort, flash, g, redirect, request, url_for
 
-from ..accounts import login_flow
+from ..accounts import login_flow, signin
 from ..accounts.states import AccountState
 from ..errors import AuthserverError
 from ..oauth import services as oauth
@@ -49,6 +49,12 @@ def require_admin():
         return redirect(url_for("accounts.login"))
     if not user.is_admin or user.state != AccountState.ACTIVE:
         abort(403, description="This page is for administrators.")
+    if signin.mfa_policy_covers(user) and "mfa" not in (login_flow.current_session().amr or []):
+        if not user.mfa_enabled:
+            flash("Set up two-step sign-in to use the Users module.", "info")
+            return redirect(url_for("accounts.account_mfa"))
+        abort(403, description="Sign out and sign in again with your second step to use "
+                               "the Users module.")
     g.admin = user
     return None
 
@@ -97,4 +103,6 @@ def _admin_user_id(claims: dict) -> int:
         raise BearerRejected(401, "The access token's user cannot use tokens.", "invalid_token")
     if not user.is_admin:
         raise BearerRejected(403, "Only administrators may use the admin API.")
+    if signin.mfa_policy_covers(user) and not user.mfa_enabled:
+        raise BearerRejected(403, "The MFA policy requires two-step sign-in for this user.")
     return user.id

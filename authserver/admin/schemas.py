@@ -201,6 +201,9 @@ PATHS = {
                                              "disableUser", "200", 409)},
     USER + "/enable": {"post": _user_action("Enable a disabled account", "enableUser", "200",
                                             409)},
+    USER + "/reset-mfa": {"post": _user_action(
+        "Reset two-step sign-in: remove the authenticator app and recovery codes, end every "
+        "session and sign-in in progress, email the user", "resetMfa", "200", 409)},
     USER + "/sessions": {"delete": _no_content(
         "End every session and refresh token of the user", "revokeSessions", [_user_id()])},
     USER + "/licences/{client_id}": {

@@ -11,9 +11,9 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
+from ..accounts import mfa, signin, states
 from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, Licence, User
-from ..accounts import mfa, signin, states
 from ..accounts.states import Action
 from ..audit import SecurityEvent, security_event
 from ..errors import AuthserverError

@@ -45,6 +45,12 @@ ACTIONS = {
         "Disabled {u.username}: they cannot sign in, and their sessions ended.",
         "Disable {u.username}? They will be signed out everywhere and cannot sign in."),
     "enable": Action(services.enable_user, "Enabled {u.username}: they can sign in again."),
+    "reset-mfa": Action(
+        services.reset_mfa,
+        "Two-step sign-in reset for {u.username}: their authenticator app and recovery codes "
+        "were removed, they were signed out everywhere, and {u.email} was told.",
+        "Reset two-step sign-in of {u.username}? Their authenticator app and recovery codes "
+        "are removed and they are signed out everywhere."),
     "revoke-sessions": Action(
         services.revoke_sessions,
         "Signed {u.username} out everywhere: every session and refresh token ended."),

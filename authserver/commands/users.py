@@ -81,3 +81,21 @@ _verb("reset", admin.reset_user,
       "Reset requested for {user.username}: a code was emailed to {user.email}.")
 _verb("disable", admin.disable_user, "Disabled {user.username}: sessions and tokens ended.")
 _verb("enable", admin.enable_user, "Enabled {user.username}.")
+_verb("reset-mfa", admin.reset_mfa,
+      "Reset two-step sign-in of {user.username}: the authenticator app and recovery codes "
+      "were removed, sessions ended, and {user.email} was told.")
+
+
+@users.command("licence")
+@click.argument("username")
+@click.argument("client_id")
+@click.option("--remove", is_flag=True, help="Take the licence away instead.")
+def licence(username, client_id, remove):
+    """Give (or with --remove take) USERNAME's licence for CLIENT_ID."""
+    try:
+        user = admin.find_user_or_raise(username)
+        client = admin.set_licence(user, client_id, not remove, None)
+    except AuthserverError as exc:
+        _fail(exc)
+    verb = "Removed the licence of" if remove else "Gave a licence to"
+    click.echo(f"{verb} {user.username} for {client.client_id} ({client.name}).")
