@@ -103,7 +103,7 @@ def test_changes_need_the_password_after_five_minutes(app, client, frozen):
 
 
 def test_a_recent_sign_in_needs_no_password_and_new_codes_replace_the_old(app, client):
-    uid = make_user(app, "amy")
+    make_user(app, "amy")
     login(client, "amy")
     enrol(client)
     page = client.get("/account/mfa").get_data(as_text=True)

@@ -82,7 +82,7 @@ def scratch_database(server_url: str, prefix: str = "authserver_mp"):
 def base_env(**settings: str) -> dict:
     """A clean environment for servers and CLI runs: nothing from the developer's AUTHSERVER_*."""
     env = {k: v for k, v in os.environ.items()
-           if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")}
+           if k in ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER", "PYTHONPATH")}
     env.update(FAST_HASH)
     env.update(settings)
     return env
