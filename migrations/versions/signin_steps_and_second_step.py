@@ -57,23 +57,40 @@ def upgrade():
         sa.PrimaryKeyConstraint('id'),
         sa.UniqueConstraint('user_id', 'code_hash'))
     op.create_index('ix_recovery_codes_user_id', 'recovery_codes', ['user_id'])
-    with op.batch_alter_table('users') as batch:
-        batch.alter_column('totp_secret', type_=sa.String(length=255),
-                           existing_type=sa.String(length=64))
-        batch.add_column(sa.Column('state_before_disable', sa.String(length=32)))
-        batch.add_column(sa.Column('totp_last_step', sa.BigInteger()))
-        batch.add_column(sa.Column('totp_pending', sa.String(length=255)))
-        batch.add_column(sa.Column('totp_pending_expires_at', UTCDateTime()))
-        batch.add_column(sa.Column('mfa_failures', sa.Integer(), nullable=False,
-                                   server_default='0'))
-        batch.add_column(sa.Column('mfa_locked_until', UTCDateTime()))
-        batch.add_column(sa.Column('password_version', sa.Integer(), nullable=False,
-                                   server_default='0'))
-        batch.add_column(sa.Column('mfa_version', sa.Integer(), nullable=False,
-                                   server_default='0'))
+    # No batch mode on SQLite: recreating `users` would DROP it, and with foreign keys on,
+    # that cascades to every session, licence and token of every user. SQLite (3.35+) adds,
+    # drops and renames columns in place.
+    for column in (
+            sa.Column('state_before_disable', sa.String(length=32)),
+            sa.Column('totp_last_step', sa.BigInteger()),
+            sa.Column('totp_pending', sa.String(length=255)),
+            sa.Column('totp_pending_expires_at', UTCDateTime()),
+            sa.Column('mfa_failures', sa.Integer(), nullable=False, server_default='0'),
+            sa.Column('mfa_locked_until', UTCDateTime()),
+            sa.Column('password_version', sa.Integer(), nullable=False, server_default='0'),
+            sa.Column('mfa_version', sa.Integer(), nullable=False, server_default='0')):
+        op.add_column('users', column)
+    if _sqlite():
+        op.add_column('users', sa.Column('totp_secret_sealed', sa.String(length=255)))
+        op.execute("UPDATE users SET totp_secret_sealed = totp_secret")
+        op.execute("ALTER TABLE users DROP COLUMN totp_secret")
+        op.execute("ALTER TABLE users RENAME COLUMN totp_secret_sealed TO totp_secret")
+    else:
+        op.alter_column('users', 'totp_secret', type_=sa.String(length=255),
+                        existing_type=sa.String(length=64))
     _move_secrets_and_codes()
-    with op.batch_alter_table('users') as batch:
-        batch.drop_column('recovery_codes')
+    _drop_column('users', 'recovery_codes')
+
+
+def _sqlite() -> bool:
+    return op.get_bind().dialect.name == 'sqlite'
+
+
+def _drop_column(table: str, column: str) -> None:
+    if _sqlite():
+        op.execute(f"ALTER TABLE {table} DROP COLUMN {column}")
+    else:
+        op.drop_column(table, column)
 
 
 def _move_secrets_and_codes():
@@ -98,12 +115,11 @@ def _move_secrets_and_codes():
 
 
 def downgrade():
-    with op.batch_alter_table('users') as batch:
-        batch.add_column(sa.Column('recovery_codes', sa.JSON()))
-        for name in ('mfa_version', 'password_version', 'mfa_locked_until', 'mfa_failures',
-                     'totp_pending_expires_at', 'totp_pending', 'totp_last_step',
-                     'state_before_disable'):
-            batch.drop_column(name)
+    op.add_column('users', sa.Column('recovery_codes', sa.JSON()))
+    for name in ('mfa_version', 'password_version', 'mfa_locked_until', 'mfa_failures',
+                 'totp_pending_expires_at', 'totp_pending', 'totp_last_step',
+                 'state_before_disable'):
+        _drop_column('users', name)
     op.drop_index('ix_recovery_codes_user_id', table_name='recovery_codes')
     op.drop_table('recovery_codes')
     op.drop_index('ix_sign_ins_expires_at', table_name='sign_ins')

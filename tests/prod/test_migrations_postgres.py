@@ -11,10 +11,15 @@ from sqlalchemy import inspect, text
 from authserver import create_app
 from authserver.extensions import db
 from prodkit import pg_server_url, postgres_only, scratch_database
-from support import base_settings, make_user
+from support import base_settings
 
 pytestmark = postgres_only
 
+# Raw SQL, not the ORM: the models describe the newest schema, not this old one.
+USER_ROW = text(
+    "INSERT INTO users (sub, username, username_key, email, email_key, name, name_key, state,"
+    " roles, recovery_codes, created_at) VALUES ('sub-1', 'alice', 'alice', 'a@example.com',"
+    " 'a@example.com', 'Alice', 'alice', 'active', '', '[]', now()) RETURNING id")
 CODE_ROW = text(
     "INSERT INTO authorization_codes (code_hash, client_id, user_id, redirect_uri, scope, nonce,"
     " auth_time, amr, expires_at, created_at) VALUES (:h, 'app', :u, '', 'openid', :nonce, 0,"
@@ -38,7 +43,7 @@ def test_the_nonce_index_migration_copes_with_nonces_too_long_to_index(old_datab
     """Nonces were unbounded before: a random 4,000-character one does not fit a btree entry."""
     with old_database.app_context():
         now = datetime(2030, 1, 1)
-        user_id = make_user(old_database)
+        user_id = db.session.execute(USER_ROW).scalar()
         long_nonce = secrets.token_urlsafe(3000)  # random: PostgreSQL cannot compress it
         db.session.execute(CODE_ROW, {"h": "a" * 64, "u": user_id, "nonce": long_nonce, "t": now})
         db.session.execute(CODE_ROW, {"h": "b" * 64, "u": user_id, "nonce": "n" * 512,

@@ -9,9 +9,20 @@ import threading
 import pyotp
 import pytest
 import requests
-
-from prodkit import (PASSWORD, Deployment, Gunicorn, browser, csrf_from, deployment_env,
-                     free_port, pg_server_url, postgres_only, scratch_database, seed, stop_all)
+from prodkit import (
+    PASSWORD,
+    Deployment,
+    Gunicorn,
+    browser,
+    csrf_from,
+    deployment_env,
+    free_port,
+    pg_server_url,
+    postgres_only,
+    scratch_database,
+    seed,
+    stop_all,
+)
 
 pytestmark = postgres_only
 
