@@ -98,18 +98,22 @@ def _hash(raw: str) -> str:
     return security.keyed_hash(raw, "sign-in")
 
 
-def begin(user: User, amr: list[str], next_url: str | None) -> tuple[str | None, Next]:
+def begin(user: User, amr: list[str], next_url: str | None,
+          done: Iterable[str] = ("pwd",)) -> tuple[str | None, Next]:
     """A first factor was verified: decide what follows, and keep a record when a step does.
 
-    Returns (the raw id for the cookie or None, the decision). Commits.
+    `done` names the steps the first factor satisfied (a password: "pwd"; a passkey with
+    user verification would add "mfa"). Returns (the raw id for the cookie or None, the
+    decision). Commits.
     """
     now = clock.now()
     next_url = security.safe_next(next_url)
-    step = next_step(user, ["pwd"])
+    done = list(done)
+    step = next_step(user, done)
     if step not in STEPS:  # nothing to ask: finish at once, or the state's own page
         return None, Next(step, user, tuple(amr), next_url)
     raw = security.random_token(32)
-    db.session.add(SignIn(id_hash=_hash(raw), user_id=user.id, step=step, done=["pwd"],
+    db.session.add(SignIn(id_hash=_hash(raw), user_id=user.id, step=step, done=done,
                           amr=list(amr), next_url=next_url, otp_tries=0, created_at=now,
                           expires_at=now + timedelta(seconds=TTL), **_versions(user)))
     security_event("sign_in_started", user_id=user.id, step=step)
