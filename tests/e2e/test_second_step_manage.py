@@ -94,7 +94,7 @@ def test_changes_need_the_password_after_five_minutes(app, client, frozen):
     resp = client.post("/account/mfa/disable", data={"csrf_token": csrf_from(page),
                                                      "password": "wrong password!"})
     assert resp.status_code == 400 and get_user(app, uid).mfa_enabled
-    secret, _, resp = enrol(client, "/account/mfa?replace=1")
+    _, _, resp = enrol(client, "/account/mfa?replace=1")
     assert "Current password" in resp.get_data(as_text=True)
     resp = client.post("/account/mfa/disable", data={"csrf_token": csrf_from(page),
                                                      "password": PASSWORD})
@@ -125,7 +125,7 @@ def test_bad_input_to_the_new_forms_is_never_a_500(app, client, data):
     uid = make_user(app, "amy")
     give_totp(app, uid)
     login(client, "amy")
-    for path in ("/login/mfa", "/account/mfa", "/account/mfa/disable",
+    for path in ("/login/mfa", "/login/mfa/enrol", "/account/mfa", "/account/mfa/disable",
                  "/account/mfa/recovery-codes"):
         token = csrf_from(client.get("/login").get_data(as_text=True))
         for csrf in ({}, {"csrf_token": token}, {"csrf_token": "garbage"}):
@@ -135,6 +135,24 @@ def test_bad_input_to_the_new_forms_is_never_a_500(app, client, data):
     login(other, "amy")
     for csrf in ({}, {"csrf_token": "garbage"}):
         assert other.post("/login/mfa", data={**data, **csrf}).status_code < 500
+    app.config["MFA_REQUIRED"] = "all"
+    bob = app.test_client()
+    make_user(app, "bob")
+    assert login(bob, "bob").headers["Location"] == "/login/mfa/enrol"
+    token = csrf_from(bob.get("/login/mfa/enrol").get_data(as_text=True))
+    for csrf in ({}, {"csrf_token": token}, {"csrf_token": "garbage"}):
+        resp = bob.post("/login/mfa/enrol", data={**data, **csrf})
+        assert resp.status_code < 500 and resp.status_code != 303, (data, csrf)
+
+
+def test_admin_reset_mfa_without_csrf_does_nothing(app, client):
+    make_user(app, "root", admin=True)
+    uid = make_user(app, "mia")
+    give_totp(app, uid)
+    login(client, "root")
+    for data in ({}, {"confirm": "yes"}, {"confirm": "yes", "csrf_token": "x" * 5000}):
+        assert client.post(f"/admin/users/{uid}/reset-mfa", data=data).status_code == 400
+    assert get_user(app, uid).mfa_enabled
 
 
 # --- MFA policy -------------------------------------------------------------------------------
@@ -144,7 +162,7 @@ def test_policy_admins_takes_an_admin_to_enrolment_then_in(app, client, settings
     uid = make_user(app, "root", admin=True)
     assert login(client, "root").headers["Location"] == "/login/mfa/enrol"
     assert client.get("/account").status_code == 302  # not signed in yet
-    secret, page, resp = enrol(client, "/login/mfa/enrol")
+    _, _, resp = enrol(client, "/login/mfa/enrol")
     assert "Your recovery codes" in resp.get_data(as_text=True)
     assert client.get("/admin/users").status_code == 200
     assert get_user(app, uid).mfa_enabled

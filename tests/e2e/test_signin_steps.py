@@ -1,7 +1,7 @@
 """Issue 10, findings 1-4, 8 and 12: the sign-in is a server-side record, each step is used
 once, the account is re-read at every step, and the second step resists guessing and replay.
 Every test drives the hosted pages as a browser would; a copied cookie is a second browser."""
-from datetime import UTC, datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pyotp
 import pytest
@@ -70,8 +70,8 @@ def test_a_copied_cookie_cannot_replay_a_finished_second_step(app, client, mia, 
     assert not signed_in(copy)
 
 
-def test_logout_ends_the_waiting_step_for_every_copy(app, client, mia):
-    _, secret = mia
+@pytest.mark.usefixtures("mia")
+def test_logout_ends_the_waiting_step_for_every_copy(app, client):
     login(client, "mia")
     copy = second_browser(app, client)
     post_form(client, "/logout")
@@ -149,8 +149,8 @@ def test_a_forged_cookie_claim_is_not_a_waiting_step(app, client, mia):
     assert app.config["SECRET_KEY"] == TEST_SECRET
 
 
-def test_the_sign_in_lives_fifteen_minutes(app, client, mia, frozen):
-    _, secret = mia
+@pytest.mark.usefixtures("mia")
+def test_the_sign_in_lives_fifteen_minutes(app, client, frozen):
     login(client, "mia")
     frozen.tick(timedelta(minutes=15, seconds=1))
     assert client.get("/login/mfa").headers["Location"] == "/login"
