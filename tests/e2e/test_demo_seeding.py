@@ -24,7 +24,8 @@ def test_a_password_changed_since_seeding_is_never_printed_again(app, capsys):
     first = printed(app, capsys)
     old = first.split("user name: alice")[1].split("password:")[1].split()[0]
     with app.app_context():
-        passwords.change_password(accounts.find_by_login("alice"), "Brand-New-Lantern-77")
+        passwords.change_password(accounts.find_by_login("alice"), "Brand-New-Lantern-77",
+                                  current=old)
         db.session.commit()
     again = printed(app, capsys)
     assert old not in again
