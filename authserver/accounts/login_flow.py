@@ -53,6 +53,9 @@ def sign_out() -> None:
 
 def begin(user: User, amr: list[str]):
     """A first factor is verified: the response for whatever the sign-in needs next."""
+    earlier = signin.find(session.get(SIGN_IN_KEY))
+    if earlier is not None:  # a browser has one sign-in in progress: the new one replaces it
+        signin.end(earlier, "replaced")
     raw, decision = signin.begin(user, amr, session.get("next"))
     if raw:
         session[SIGN_IN_KEY] = raw

@@ -7,8 +7,9 @@ from datetime import timedelta
 import pyotp
 import pytest
 from sqlalchemy import select
-from support import PASSWORD, csrf_from, give_totp, make_client, make_user
+from support import PASSWORD, AuthActions, csrf_from, give_totp, make_client, make_user
 from test_admin_api import service_token
+from test_admin_api_auth import user_token
 
 from authserver.accounts.models import RecoveryCode, User
 from authserver.audit import SecurityEvent
@@ -234,3 +235,13 @@ def test_cli_reset_mfa_and_licence(app):
     result = runner.invoke(args=["users", "licence", "mia", client_id, "--remove"])
     assert result.exit_code == 0 and "Removed" in result.output
     assert runner.invoke(args=["users", "licence", "mia", "nope"]).exit_code == 1
+
+
+def test_policy_refuses_an_admin_api_token_of_an_admin_without_a_second_step(app, client):
+    make_user(app, "root", admin=True)
+    token = user_token(app, AuthActions(client), "root")
+    headers = {"Authorization": f"Bearer {token}"}
+    assert client.get("/api/admin/users", headers=headers).status_code == 200
+    app.config["MFA_REQUIRED"] = "admins"
+    resp = client.get("/api/admin/users", headers=headers)
+    assert resp.status_code == 403 and "two-step" in resp.get_json()["detail"]
