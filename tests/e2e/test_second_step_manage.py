@@ -95,8 +95,15 @@ def test_changes_need_the_password_after_five_minutes(app, client, frozen):
     resp = client.post("/account/mfa/disable", data={"csrf_token": csrf_from(page),
                                                      "password": "wrong password!"})
     assert resp.status_code == 400 and get_user(app, uid).mfa_enabled
+    before = get_user(app, uid).totp_secret
     _, _, resp = enrol(client, "/account/mfa?replace=1")
     assert "Current password" in resp.get_data(as_text=True)
+    assert get_user(app, uid).totp_secret == before
+    frozen.tick(30)
+    _, _, resp = enrol(client, "/account/mfa?replace=1", password=PASSWORD)
+    assert "Your recovery codes" in resp.get_data(as_text=True)
+    assert get_user(app, uid).totp_secret != before
+    assert [m for m in mails(app, "mfa_changed") if "replaced the old one" in m.text]
     resp = client.post("/account/mfa/disable", data={"csrf_token": csrf_from(page),
                                                      "password": PASSWORD})
     assert resp.status_code == 303 and not get_user(app, uid).mfa_enabled
