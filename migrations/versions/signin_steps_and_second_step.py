@@ -2,7 +2,7 @@
 step's throttle, account versions and the state before Disable
 
 Revision ID: 5a1c9e7b3d20
-Revises: 3f6b2c8d9a10
+Revises: c0a5e1b7d2f4
 Create Date: 2026-12-06 05:30:00
 
 Existing authenticator secrets are sealed here (authserver.sealing, under the secret key of
@@ -19,7 +19,7 @@ from authserver import sealing
 from authserver.db import UTCDateTime
 
 revision = '5a1c9e7b3d20'
-down_revision = '3f6b2c8d9a10'
+down_revision = 'c0a5e1b7d2f4'
 branch_labels = None
 depends_on = None
 
