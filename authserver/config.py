@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask
+from limits import parse_many
 
 from . import outbound
 
@@ -36,9 +37,17 @@ class Defaults:
 
     PASSWORD_MIN_LENGTH = 8
     PASSWORD_MAX_LENGTH = 256
-    PASSWORD_HASH_TIME_COST = 3
-    PASSWORD_HASH_MEMORY_COST = 65536
-    PASSWORD_HASH_PARALLELISM = 4
+    # argon2id at OWASP's first listed setting (m=19 MiB, t=2, p=1): about 23 ms of one core
+    # per check; existing hashes are upgraded at their next sign-in. docs/capacity.md.
+    PASSWORD_HASH_TIME_COST = 2
+    PASSWORD_HASH_MEMORY_COST = 19456
+    PASSWORD_HASH_PARALLELISM = 1
+    PASSWORD_HASHER = None  # argon2id; or "module:name" of a hasher (tests inject a stub)
+    # Concurrent hashes per process (None: one per core); deploy/gunicorn.conf.py sets
+    # cores / workers. Beyond it a check waits PASSWORD_HASH_WAIT_MS, then answers 503.
+    PASSWORD_HASH_CONCURRENCY = None
+    PASSWORD_HASH_WAIT_MS = 250
+    PASSWORD_HASH_BUSY_RETRY_AFTER = 2
     LOGIN_MAX_FAILURES = 5
     LOGIN_THROTTLE_BASE = 2
     LOGIN_THROTTLE_MAX = 900
@@ -72,7 +81,16 @@ class Defaults:
     RATELIMIT_STORAGE_TIMEOUT = 1
     RATELIMIT_LOGIN = "30 per minute"
     RATELIMIT_FORGOT = "20 per minute"
-    RATELIMIT_TOKEN = "6000 per minute"
+    # Failed password checks (sign-in and account pages) per client address, per /24 or /56
+    # network, and for the whole deployment: over the budget, names without an account are
+    # answered without hashing. docs/limits.md has every limit in one table.
+    RATELIMIT_LOGIN_FAILURES_ADDRESS = "20 per minute"
+    RATELIMIT_LOGIN_FAILURES_PREFIX = "60 per minute"
+    RATELIMIT_LOGIN_FAILURES_GLOBAL = "300 per minute"
+    RATELIMIT_TOKEN = None  # every /token request per address: off, healthy load is not abuse
+    RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS = "30 per minute"
+    RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT = "30 per minute"
+    RATELIMIT_TOKEN_PER_CLIENT = None  # an optional quota of token requests per client
     RATELIMIT_HEADERS_ENABLED = True
     PROXY_FIX_X_FOR = 0
     PROXY_FIX_X_PROTO = 0
@@ -184,6 +202,16 @@ def check_config(app: Flask) -> None:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
     if str(cfg["MFA_REQUIRED"]).lower() not in ("none", "admins", "all"):
         raise RuntimeError("AUTHSERVER_MFA_REQUIRED must be none, admins or all")
+    for name in [k for k in cfg if k.startswith("RATELIMIT_") and isinstance(cfg[k], str)
+                 and k not in ("RATELIMIT_STORAGE_URI", "RATELIMIT_KEY_PREFIX",
+                               "RATELIMIT_STRATEGY")]:
+        try:
+            parse_many(cfg[name])
+        except ValueError as exc:
+            raise RuntimeError(f"AUTHSERVER_{name}: not a rate limit ({exc})") from exc
+    if cfg.get("PASSWORD_HASH_CONCURRENCY") is not None and \
+            int(cfg["PASSWORD_HASH_CONCURRENCY"]) < 1:
+        raise RuntimeError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
     outbound.check_settings(cfg)
