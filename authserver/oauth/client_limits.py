@@ -52,11 +52,11 @@ def record_failure(request) -> None:
     client_id = presented_client_id(request)
     if not client_id:
         return
-    counters.hit(FAILURES_CLIENT, client_id)
     wait = counters.retry_after(FAILURES_CLIENT, client_id)
     if wait:
         raise SlowDown(wait, "Too many failed authentications for this client. Check the "
                              "client secret, wait and try again.")
+    counters.hit(FAILURES_CLIENT, client_id)
 
 
 def count_request(client_id: str) -> None:
