@@ -21,7 +21,7 @@ import ipaddress
 from datetime import datetime, timedelta
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import or_, update
+from sqlalchemy import delete, or_, update
 from sqlalchemy.exc import IntegrityError
 
 from .. import counters, security
@@ -140,7 +140,7 @@ def _delay(over: int) -> int:
 
 
 def clear_failures(login: str) -> None:
-    """The password was right: the name starts afresh (the caller commits)."""
-    row = db.session.get(LoginThrottle, _key(login))
-    if row is not None:
-        db.session.delete(row)
+    """The password was right: the name starts afresh (the caller commits). A statement, not
+    an ORM delete: a concurrent sign-in of the same name may have cleared it already."""
+    db.session.execute(delete(LoginThrottle).where(LoginThrottle.key_hash == _key(login))
+                       .execution_options(synchronize_session=False))
