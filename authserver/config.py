@@ -46,7 +46,7 @@ class Defaults:
     # Concurrent hashes per process (None: one per core); deploy/gunicorn.conf.py sets
     # cores / workers. Beyond it a check waits PASSWORD_HASH_WAIT_MS, then answers 503.
     PASSWORD_HASH_CONCURRENCY = None
-    PASSWORD_HASH_WAIT_MS = 250
+    PASSWORD_HASH_WAIT_MS = 500
     PASSWORD_HASH_BUSY_RETRY_AFTER = 2
     LOGIN_MAX_FAILURES = 5
     LOGIN_THROTTLE_BASE = 2
@@ -91,7 +91,10 @@ class Defaults:
     RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS = "30 per minute"
     RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT = "30 per minute"
     RATELIMIT_TOKEN_PER_CLIENT = None  # an optional quota of token requests per client
-    RATELIMIT_HEADERS_ENABLED = True
+    # Off: Flask-Limiter would put X-RateLimit-* on every page of a limited route and a
+    # Retry-After of its window on every answer, overriding a busy page's own; the 429
+    # answers carry Retry-After from errors.py.
+    RATELIMIT_HEADERS_ENABLED = False
     PROXY_FIX_X_FOR = 0
     PROXY_FIX_X_PROTO = 0
     METRICS_ENABLED = False

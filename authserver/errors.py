@@ -8,7 +8,8 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from .extensions import db
+from . import clock
+from .extensions import db, limiter
 
 log = logging.getLogger("authserver")
 
@@ -96,7 +97,7 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 429:
             resp = error_response(429, "Too many requests",
                                   "Too many requests. Wait a little and try again.")
-            return resp
+            return _with_header(resp, "Retry-After", str(_limit_reset()))
         resp = error_response(exc.code or 500, exc.name, exc.description or "")
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             allow = ", ".join(exc.valid_methods)
@@ -137,6 +138,14 @@ def register_error_handlers(app: Flask) -> None:
         _rollback()
         return error_response(500, "Something went wrong",
                               "Something went wrong on our side. Try again in a moment.")
+
+
+def _limit_reset() -> int:
+    """Seconds until the Flask-Limiter limit that refused this request has room again."""
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at) - clock.timestamp())
 
 
 def _with_header(resp, name: str, value: str):

@@ -99,12 +99,13 @@ def authenticate(login: str, password: str) -> User:
     the address's and network's failure limits (TooManyFailures, 429), a hashing slot
     (HashingBusy, 503), the typed name's throttle, claimed atomically before hashing
     (LoginThrottled), then the password. Once the deployment's failed-sign-in budget is
-    spent, a name without an account is answered without hashing, in about the same time.
+    spent (busy answers count too), a name without an account is answered without hashing,
+    in about the same time.
     Raises LoginRejected or TemporaryPasswordExpired; commits the outcome.
     """
     now = clock.now()
     throttle.check_source()
-    with security.hashing_slot() as slot:
+    with throttle.counting_busy(), security.hashing_slot() as slot:
         throttle.claim_attempt(login, now)
         user = find_by_login(login)
         if user is None and throttle.budget_spent():

@@ -10,7 +10,8 @@ prefix and for the whole deployment in the rate-limit storage. See docs/limits.m
   writer at a time).
 - Per client address and per network prefix (/24 IPv4, /56 IPv6): failed password checks in
   a window; over either, the check is refused with a 429 before any hashing.
-- For the deployment: a budget of failed password checks per window. Once spent, a name
+- For the deployment: a budget of failed password checks (and busy answers) per window.
+  Once spent, a name
   without an account is answered without hashing (security.imitate_verify: the same answer
   after about the same time, no CPU), so a flood of made-up names from many addresses cannot
   take the machine; names with an account are still checked, bounded by their own throttle.
@@ -18,6 +19,7 @@ prefix and for the whole deployment in the rate-limit storage. See docs/limits.m
 from __future__ import annotations
 
 import ipaddress
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from flask import current_app, has_request_context, request
@@ -80,6 +82,18 @@ def check_source() -> None:
 def budget_spent() -> bool:
     """Whether the deployment's failed-sign-in budget for this window is used up."""
     return counters.retry_after(GLOBAL, "all") is not None
+
+
+@contextmanager
+def counting_busy():
+    """A busy answer (no hashing slot) counts against the deployment's budget, not against
+    the name, the address or the network: under overload, names without an account switch
+    to the cheap path sooner and leave the slots to people who have one."""
+    try:
+        yield
+    except security.HashingBusy:
+        counters.hit(GLOBAL, "all")
+        raise
 
 
 def count_failure() -> None:

@@ -140,6 +140,22 @@ def test_spent_budget_answers_unknown_names_without_hashing_and_recovers(app, st
     assert stub.verifies == 6  # a new window: unknown names are hashed again
 
 
+@pytest.mark.parametrize("settings", [{**LIMITS, "RATELIMIT_LOGIN_FAILURES_GLOBAL":
+                                       "2 per minute"}], indirect=True)
+def test_busy_answers_spend_the_budget_too(app, stub, frozen):
+    make_user(app, "alice")
+    holder, _ = hold_the_only_slot(app, stub)
+    try:
+        for i in range(2):
+            assert login_from(app, f"10.1.{i}.1", f"ghost{i}", "wrong").status_code == 503
+    finally:
+        stub.gate.set()
+        holder.join(10)
+    before = stub.verifies
+    assert INCORRECT in login_from(app, "10.1.5.1", "ghost5", "wrong").get_data(as_text=True)
+    assert stub.verifies == before  # answered without hashing
+
+
 # --- per address and per network ---------------------------------------------------------------
 
 @pytest.mark.parametrize("settings", [{**LIMITS, "RATELIMIT_LOGIN_FAILURES_PREFIX":
