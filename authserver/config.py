@@ -86,7 +86,7 @@ class Defaults:
     # answered without hashing. docs/limits.md has every limit in one table.
     RATELIMIT_LOGIN_FAILURES_ADDRESS = "20 per minute"
     RATELIMIT_LOGIN_FAILURES_PREFIX = "60 per minute"
-    RATELIMIT_LOGIN_FAILURES_GLOBAL = "300 per minute"
+    RATELIMIT_LOGIN_FAILURES_GLOBAL = "120 per minute"
     RATELIMIT_TOKEN = None  # every /token request per address: off, healthy load is not abuse
     RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS = "30 per minute"
     RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT = "30 per minute"
@@ -106,6 +106,11 @@ class Defaults:
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     DATABASE_CONNECT_TIMEOUT = 5  # a request fails with 503 instead of hanging on a dead host
 
+
+LIMIT_SETTINGS = ("RATELIMIT_LOGIN", "RATELIMIT_FORGOT", "RATELIMIT_TOKEN",
+                  "RATELIMIT_LOGIN_FAILURES_ADDRESS", "RATELIMIT_LOGIN_FAILURES_PREFIX",
+                  "RATELIMIT_LOGIN_FAILURES_GLOBAL", "RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS",
+                  "RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT", "RATELIMIT_TOKEN_PER_CLIENT")
 
 _MAIL_ENV = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL",
              "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_TRANSPORT",
@@ -205,11 +210,11 @@ def check_config(app: Flask) -> None:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
     if str(cfg["MFA_REQUIRED"]).lower() not in ("none", "admins", "all"):
         raise RuntimeError("AUTHSERVER_MFA_REQUIRED must be none, admins or all")
-    for name in [k for k in cfg if k.startswith("RATELIMIT_") and isinstance(cfg[k], str)
-                 and k not in ("RATELIMIT_STORAGE_URI", "RATELIMIT_KEY_PREFIX",
-                               "RATELIMIT_STRATEGY")]:
+    for name in LIMIT_SETTINGS:
+        if not cfg.get(name):
+            continue  # unset or empty: that limit is off
         try:
-            parse_many(cfg[name])
+            parse_many(str(cfg[name]))
         except ValueError as exc:
             raise RuntimeError(f"AUTHSERVER_{name}: not a rate limit ({exc})") from exc
     if cfg.get("PASSWORD_HASH_CONCURRENCY") is not None and \
