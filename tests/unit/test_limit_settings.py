@@ -5,9 +5,10 @@ import pytest
 from authserver import create_app
 
 
-@pytest.mark.parametrize("name,value", [("RATELIMIT_LOGIN_FAILURES_GLOBAL", "lots"),
-                                        ("RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT", "30 per fortnight"),
-                                        ("PASSWORD_HASH_CONCURRENCY", 0)])
+@pytest.mark.parametrize("name,value", [
+    ("RATELIMIT_LOGIN_FAILURES_GLOBAL", "lots"),
+    ("RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT", "30 per fortnight"),
+    ("PASSWORD_HASH_CONCURRENCY", 0)])
 def test_a_bad_limit_setting_stops_the_start(settings, name, value):
     settings[name] = value
     with pytest.raises(RuntimeError, match=name):
