@@ -179,14 +179,12 @@ class _RecentTime:
 _VERIFY_TIME = _RecentTime()
 
 
-def imitate_verify(slot: HashSlot) -> None:
-    """Answer like a failed verify without hashing: give the slot back, then wait as long as
-    a verify takes here lately (a sleep costs no CPU). The cheap path for names without an
-    account once the failed-sign-in budget is spent; the first call in a process times one
-    real verify of the dummy hash to know how long to wait."""
+def imitate_verify() -> None:
+    """Take as long as a verify takes here lately, without hashing (a sleep costs no CPU and
+    holds no slot): the cheap path for names without an account once the failed-sign-in
+    budget is spent. The first call in a process times one real verify of the dummy hash."""
     if _VERIFY_TIME.value is None:
         verify_password(None, secrets.token_urlsafe(12))
-    slot.release_early()
     time.sleep(_VERIFY_TIME.value or 0)
 
 

@@ -99,17 +99,20 @@ def authenticate(login: str, password: str) -> User:
     the address's and network's failure limits (TooManyFailures, 429), a hashing slot
     (HashingBusy, 503), the typed name's throttle, claimed atomically before hashing
     (LoginThrottled), then the password. Once the deployment's failed-sign-in budget is
-    spent (busy answers count too), a name without an account is answered without hashing,
-    in about the same time.
+    spent (busy answers count too), a name without an account waits for a slot like any
+    other, gives it back at once and is answered without hashing, in about the same time.
     Raises LoginRejected or TemporaryPasswordExpired; commits the outcome.
     """
     now = clock.now()
     throttle.check_source()
+    user = find_by_login(login)
+    cheap = user is None and throttle.budget_spent()
     with throttle.counting_busy(), security.hashing_slot() as slot:
+        if cheap:  # the same wait for a slot as anyone, then none of its time
+            slot.release_early()
         throttle.claim_attempt(login, now)
-        user = find_by_login(login)
-        if user is None and throttle.budget_spent():
-            security.imitate_verify(slot)
+        if cheap:
+            security.imitate_verify()
             ok = False
         else:
             ok = security.verify_password(user.password_hash if user else None, password or "")
