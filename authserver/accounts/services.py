@@ -106,16 +106,17 @@ def authenticate(login: str, password: str) -> User:
     now = clock.now()
     throttle.check_source()
     user = find_by_login(login)
+    stored = user.password_hash if user else None  # read now: the claim's commit expires it
     cheap = user is None and throttle.budget_spent()
     with throttle.counting_busy(), security.hashing_slot() as slot:
         if cheap:  # the same wait for a slot as anyone, then none of its time
             slot.release_early()
-        throttle.claim_attempt(login, now)
+        throttle.claim_attempt(login, now)  # commits: no database connection held below
         if cheap:
             security.imitate_verify()
             ok = False
         else:
-            ok = security.verify_password(user.password_hash if user else None, password or "")
+            ok = security.verify_password(stored, password or "")
         if ok and security.needs_rehash(user.password_hash):
             user.password_hash = security.hash_password(password)
     if not ok:
@@ -142,14 +143,15 @@ def check_current_password(user: User, password: str) -> bool:
     """
     now = clock.now()
     throttle.check_source()
+    username, stored = user.username, user.password_hash  # before the claim's commit
     with security.hashing_slot():
-        throttle.claim_attempt(user.username, now)
-        ok = security.verify_password(user.password_hash, password or "")
+        throttle.claim_attempt(username, now)
+        ok = security.verify_password(stored, password or "")
     if not ok:
         throttle.count_failure()
         security_event("password_check_failed", user_id=user.id)
     else:
-        throttle.clear_failures(user.username)
+        throttle.clear_failures(username)
     db.session.commit()
     return ok
 

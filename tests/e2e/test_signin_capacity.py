@@ -214,3 +214,17 @@ def test_wrong_current_passwords_on_the_account_page_lock_the_account(app, auth,
     assert "Too many failed attempts" in auth.login("alice", PASSWORD).get_data(as_text=True)
     frozen.tick(timedelta(seconds=3))
     assert auth.login("alice", PASSWORD).status_code == 303  # the old password still holds
+
+
+def test_busy_under_the_api_is_problem_json(app):
+    """The admin API's password paths (creating a user with a password) answer in JSON."""
+    from authserver.security import HashingBusy
+
+    @app.get("/api/busy-probe")
+    def busy_probe():
+        raise HashingBusy(3)
+
+    resp = app.test_client().get("/api/busy-probe")
+    assert resp.status_code == 503 and resp.headers["Retry-After"] == "3"
+    assert resp.mimetype == "application/problem+json"
+    assert resp.json["title"] == "Busy, try again in a moment"
