@@ -5,11 +5,12 @@ tests all start the server with this file. Each value can be overridden from the
 (GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS) or on the command line. Sizing, and what
 the numbers below were measured with: docs/capacity.md.
 """
-import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-cores = multiprocessing.cpu_count()
+# The cores this process may run on (a cpuset or taskset counts; a container's CPU quota does
+# not: set GUNICORN_WORKERS there).
+cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 # One process per core: tokens are RSA/ECDSA signatures and sign-ins argon2id, both CPU.
 workers = int(os.environ.get("GUNICORN_WORKERS", cores))
 # Threads let token, discovery and JWKS requests run while other threads of the same worker
