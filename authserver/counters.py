@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 import threading
+from functools import lru_cache
 
 from flask import current_app
 from limits import RateLimitItem, parse
@@ -42,7 +43,12 @@ def enabled() -> bool:
 
 def _item(setting: str) -> RateLimitItem | None:
     value = current_app.config.get(setting)
-    return parse(str(value)) if value else None
+    return _parse(str(value)) if value else None
+
+
+@lru_cache(maxsize=64)
+def _parse(value: str) -> RateLimitItem:
+    return parse(value)
 
 
 def _keys(setting: str, keys: tuple[str, ...]) -> tuple[str, ...]:
