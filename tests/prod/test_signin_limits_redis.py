@@ -10,7 +10,7 @@ import redis
 from authserver import create_app
 from authserver.extensions import db
 from prodkit import REDIS_DB
-from support import AuthActions, StubHasher, make_user
+from support import AuthActions, StubHasher, _empty_tables, make_user
 
 
 @pytest.fixture
@@ -30,9 +30,11 @@ def pair_of_apps(settings):
                      "RATELIMIT_LOGIN_FAILURES_PREFIX": "4 per minute"})
     apps = [create_app(dict(settings)) for _ in range(2)]
     yield apps, stub
-    for app in apps:
-        with app.app_context():
-            db.session.remove()
+    with apps[0].app_context():
+        db.session.remove()
+        _empty_tables()  # as the app fixture does: the database is the suite's
+    with apps[1].app_context():
+        db.session.remove()
     for key in rds.scan_iter(match=f"*{prefix}*", count=500):
         rds.delete(key)
 
