@@ -6,6 +6,7 @@ import secrets
 from pathlib import Path
 
 from flask import Flask
+from limits import parse_many
 
 from . import outbound
 
@@ -36,9 +37,17 @@ class Defaults:
 
     PASSWORD_MIN_LENGTH = 8
     PASSWORD_MAX_LENGTH = 256
-    PASSWORD_HASH_TIME_COST = 3
-    PASSWORD_HASH_MEMORY_COST = 65536
-    PASSWORD_HASH_PARALLELISM = 4
+    # argon2id at OWASP's first listed setting (m=19 MiB, t=2, p=1): about 23 ms of one core
+    # per check; existing hashes are upgraded at their next sign-in. docs/capacity.md.
+    PASSWORD_HASH_TIME_COST = 2
+    PASSWORD_HASH_MEMORY_COST = 19456
+    PASSWORD_HASH_PARALLELISM = 1
+    PASSWORD_HASHER = None  # argon2id; or "module:name" of a hasher (tests inject a stub)
+    # Concurrent hashes per process (None: one per core); deploy/gunicorn.conf.py sets
+    # cores / workers. Beyond it a check waits PASSWORD_HASH_WAIT_MS, then answers 503.
+    PASSWORD_HASH_CONCURRENCY = None
+    PASSWORD_HASH_WAIT_MS = 500
+    PASSWORD_HASH_BUSY_RETRY_AFTER = 2
     LOGIN_MAX_FAILURES = 5
     LOGIN_THROTTLE_BASE = 2
     LOGIN_THROTTLE_MAX = 900
@@ -72,8 +81,20 @@ class Defaults:
     RATELIMIT_STORAGE_TIMEOUT = 1
     RATELIMIT_LOGIN = "30 per minute"
     RATELIMIT_FORGOT = "20 per minute"
-    RATELIMIT_TOKEN = "6000 per minute"
-    RATELIMIT_HEADERS_ENABLED = True
+    # Failed password checks (sign-in and account pages) per client address, per /24 or /56
+    # network, and for the whole deployment: over the budget, names without an account are
+    # answered without hashing. docs/limits.md has every limit in one table.
+    RATELIMIT_LOGIN_FAILURES_ADDRESS = "20 per minute"
+    RATELIMIT_LOGIN_FAILURES_PREFIX = "60 per minute"
+    RATELIMIT_LOGIN_FAILURES_GLOBAL = "120 per minute"
+    RATELIMIT_TOKEN = None  # every /token request per address: off, healthy load is not abuse
+    RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS = "30 per minute"
+    RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT = "30 per minute"
+    RATELIMIT_TOKEN_PER_CLIENT = None  # an optional quota of token requests per client
+    # Off: Flask-Limiter would put X-RateLimit-* on every page of a limited route and a
+    # Retry-After of its window on every answer, overriding a busy page's own; the 429
+    # answers carry Retry-After from errors.py.
+    RATELIMIT_HEADERS_ENABLED = False
     PROXY_FIX_X_FOR = 0
     PROXY_FIX_X_PROTO = 0
     METRICS_ENABLED = False
@@ -85,6 +106,11 @@ class Defaults:
     SQLALCHEMY_ENGINE_OPTIONS = {"pool_pre_ping": True}
     DATABASE_CONNECT_TIMEOUT = 5  # a request fails with 503 instead of hanging on a dead host
 
+
+LIMIT_SETTINGS = ("RATELIMIT_LOGIN", "RATELIMIT_FORGOT", "RATELIMIT_TOKEN",
+                  "RATELIMIT_LOGIN_FAILURES_ADDRESS", "RATELIMIT_LOGIN_FAILURES_PREFIX",
+                  "RATELIMIT_LOGIN_FAILURES_GLOBAL", "RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS",
+                  "RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT", "RATELIMIT_TOKEN_PER_CLIENT")
 
 _MAIL_ENV = ("MAIL_SERVER", "MAIL_PORT", "MAIL_USE_TLS", "MAIL_USE_SSL",
              "MAIL_USERNAME", "MAIL_PASSWORD", "MAIL_DEFAULT_SENDER", "MAIL_TRANSPORT",
@@ -184,6 +210,16 @@ def check_config(app: Flask) -> None:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
     if str(cfg["MFA_REQUIRED"]).lower() not in ("none", "admins", "all"):
         raise RuntimeError("AUTHSERVER_MFA_REQUIRED must be none, admins or all")
+    for name in LIMIT_SETTINGS:
+        if not cfg.get(name):
+            continue  # unset or empty: that limit is off
+        try:
+            parse_many(str(cfg[name]))
+        except ValueError as exc:
+            raise RuntimeError(f"AUTHSERVER_{name}: not a rate limit ({exc})") from exc
+    if cfg.get("PASSWORD_HASH_CONCURRENCY") is not None and \
+            int(cfg["PASSWORD_HASH_CONCURRENCY"]) < 1:
+        raise RuntimeError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
     outbound.check_settings(cfg)

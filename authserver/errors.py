@@ -8,7 +8,8 @@ from flask_wtf.csrf import CSRFError
 from sqlalchemy.exc import DataError, DBAPIError, OperationalError
 from werkzeug.exceptions import HTTPException, MethodNotAllowed
 
-from .extensions import db
+from . import clock
+from .extensions import db, limiter
 
 log = logging.getLogger("authserver")
 
@@ -23,6 +24,17 @@ class AuthserverError(Exception):
         super().__init__(message)
         self.message = message
         self.details = details
+
+
+class RetryLater(AuthserverError):
+    """Refused for now, not for good: answered with `status` and a Retry-After header."""
+
+    status = 429
+    title = "Too many requests"
+
+    def __init__(self, message: str, retry_after: int):
+        super().__init__(message)
+        self.retry_after = max(1, int(retry_after))
 
 
 def wants_json() -> bool:
@@ -85,7 +97,7 @@ def register_error_handlers(app: Flask) -> None:
         if exc.code == 429:
             resp = error_response(429, "Too many requests",
                                   "Too many requests. Wait a little and try again.")
-            return resp
+            return _with_header(resp, "Retry-After", str(_limit_reset()))
         resp = error_response(exc.code or 500, exc.name, exc.description or "")
         if isinstance(exc, MethodNotAllowed) and exc.valid_methods:
             allow = ", ".join(exc.valid_methods)
@@ -94,6 +106,14 @@ def register_error_handlers(app: Flask) -> None:
             resp.headers["Allow"] = allow
         return resp
 
+    @app.errorhandler(RetryLater)
+    def retry_later(exc: RetryLater):
+        """Busy (503) or over a limit (429): the same answer whoever is asking about which
+        account, with when to come back."""
+        _rollback()
+        return _with_header(error_response(exc.status, exc.title, exc.message),
+                            "Retry-After", str(exc.retry_after))
+
     @app.errorhandler(OperationalError)
     @app.errorhandler(DBAPIError)
     def database_down(exc):
@@ -101,11 +121,7 @@ def register_error_handlers(app: Flask) -> None:
         _rollback()
         resp = error_response(503, "Service unavailable",
                               "The service is briefly unavailable. Try again in a moment.")
-        if isinstance(resp, tuple):
-            body, status = resp
-            return body, status, {"Retry-After": "5"}
-        resp.headers["Retry-After"] = "5"
-        return resp
+        return _with_header(resp, "Retry-After", "5")
 
     @app.errorhandler(DataError)
     def value_refused(exc):
@@ -122,6 +138,22 @@ def register_error_handlers(app: Flask) -> None:
         _rollback()
         return error_response(500, "Something went wrong",
                               "Something went wrong on our side. Try again in a moment.")
+
+
+def _limit_reset() -> int:
+    """Seconds until the Flask-Limiter limit that refused this request has room again."""
+    current = limiter.current_limit
+    if current is None:
+        return 60
+    return max(1, int(current.reset_at) - clock.timestamp())
+
+
+def _with_header(resp, name: str, value: str):
+    if isinstance(resp, tuple):
+        body, status = resp
+        return body, status, {name: value}
+    resp.headers[name] = value
+    return resp
 
 
 def _rollback() -> None:

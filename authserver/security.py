@@ -1,10 +1,23 @@
-"""Secrets at rest and in comparison: argon2id, keyed hashes, random values, safe redirects."""
+"""Secrets at rest and in comparison: argon2id, keyed hashes, random values, safe redirects.
+
+Password hashing is the one expensive thing a sign-in does, so every argon2 call goes through
+hash_password / verify_password here, and both take a slot from a bounded per-process
+semaphore (PASSWORD_HASH_CONCURRENCY, about one per core): a request that cannot get one
+within PASSWORD_HASH_WAIT_MS raises HashingBusy (a 503 "busy, try again in a moment" page)
+instead of queueing, so a flood of sign-ins never holds every thread and every core while
+token, discovery and JWKS requests wait behind it. See docs/capacity.md.
+"""
 from __future__ import annotations
 
 import hashlib
 import hmac
+import importlib
+import os
 import secrets
 import string
+import threading
+import time
+from contextlib import contextmanager
 from functools import lru_cache
 from urllib.parse import urlsplit
 
@@ -12,42 +25,167 @@ from argon2 import PasswordHasher, Type
 from argon2.exceptions import InvalidHashError, VerificationError, VerifyMismatchError
 from flask import current_app
 
+from .errors import RetryLater
+
+
+class HashingBusy(RetryLater):
+    """Every password-hashing slot of this process stayed taken for PASSWORD_HASH_WAIT_MS."""
+
+    status = 503
+    title = "Busy, try again in a moment"
+
+    def __init__(self, retry_after: int):
+        super().__init__("Many people are signing in right now. Wait a moment and try "
+                         "again.", retry_after)
+
 
 @lru_cache(maxsize=8)
-def _hasher(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
+def _argon2(time_cost: int, memory_cost: int, parallelism: int) -> PasswordHasher:
     return PasswordHasher(time_cost=time_cost, memory_cost=memory_cost,
                           parallelism=parallelism, type=Type.ID)
 
 
-def _current_hasher() -> PasswordHasher:
+def _current_hasher():
+    """The configured hasher: argon2id at the configured cost, or PASSWORD_HASHER (an object,
+    or "module:name" of a class or object with argon2-cffi's hash / verify /
+    check_needs_rehash; tests use it to inject a slow stub)."""
     cfg = current_app.config
-    return _hasher(int(cfg["PASSWORD_HASH_TIME_COST"]), int(cfg["PASSWORD_HASH_MEMORY_COST"]),
+    custom = cfg.get("PASSWORD_HASHER")
+    if custom:
+        return _resolve_hasher(custom) if isinstance(custom, str) else custom
+    return _argon2(int(cfg["PASSWORD_HASH_TIME_COST"]), int(cfg["PASSWORD_HASH_MEMORY_COST"]),
                    int(cfg["PASSWORD_HASH_PARALLELISM"]))
 
 
+@lru_cache(maxsize=8)
+def _resolve_hasher(name: str):
+    module, _, attr = name.partition(":")
+    found = getattr(importlib.import_module(module), attr)
+    return found() if isinstance(found, type) else found
+
+
+# --- the per-process cap on concurrent password hashes -----------------------------------------
+
+class _Slots:
+    """A bounded semaphore, re-entrant per thread: a use case that takes a slot (sign-in, to
+    claim its attempt before hashing) can then call verify_password and hash_password."""
+
+    def __init__(self, size: int):
+        self.size = size
+        self._sem = threading.BoundedSemaphore(size)
+        self._local = threading.local()
+
+    def held(self) -> bool:
+        return getattr(self._local, "depth", 0) > 0
+
+    def acquire(self, wait: float) -> bool:
+        if self.held():
+            self._local.depth += 1
+            return True
+        if not self._sem.acquire(timeout=wait):
+            return False
+        self._local.depth = 1
+        return True
+
+    def release(self) -> None:
+        self._local.depth -= 1
+        if self._local.depth == 0:
+            self._sem.release()
+
+
+_SLOTS_LOCK = threading.Lock()
+
+
+def _slots() -> _Slots:
+    ext = current_app.extensions
+    slots = ext.get("authserver.hash_slots")
+    if slots is None:
+        size = current_app.config.get("PASSWORD_HASH_CONCURRENCY") or os.cpu_count() or 1
+        with _SLOTS_LOCK:
+            slots = ext.setdefault("authserver.hash_slots", _Slots(max(1, int(size))))
+    return slots
+
+
+class HashSlot:
+    """A held hashing slot; release_early() gives it back before the block ends."""
+
+    def __init__(self, slots: _Slots):
+        self._slots, self.released = slots, False
+
+    def release_early(self) -> None:
+        if not self.released:
+            self.released = True
+            self._slots.release()
+
+
+@contextmanager
+def hashing_slot():
+    """Hold one of this process's password-hashing slots, or raise HashingBusy at once after
+    PASSWORD_HASH_WAIT_MS. Every hash and verify below takes one; a caller that must do
+    something between getting the slot and hashing (claim the attempt) takes it first."""
+    cfg = current_app.config
+    slots = _slots()
+    if not slots.acquire(int(cfg["PASSWORD_HASH_WAIT_MS"]) / 1000):
+        raise HashingBusy(int(cfg["PASSWORD_HASH_BUSY_RETRY_AFTER"]))
+    slot = HashSlot(slots)
+    try:
+        yield slot
+    finally:
+        slot.release_early()
+
+
 def hash_password(password: str) -> str:
-    """Hash with argon2id at the configured cost."""
-    return _current_hasher().hash(password)
+    """Hash with argon2id at the configured cost, within the hashing cap."""
+    with hashing_slot():
+        return _current_hasher().hash(password)
 
 
 def verify_password(password_hash: str | None, password: str) -> bool:
-    """Check a password; with no hash, spend the same work on a dummy so timing says nothing."""
+    """Check a password within the hashing cap; with no hash, spend the same work on a dummy
+    (made at the configured cost) so timing says nothing."""
     hasher = _current_hasher()
-    target = password_hash or _dummy_hash(hasher)
-    try:
-        ok = hasher.verify(target, password)
-    except (VerifyMismatchError, VerificationError, InvalidHashError):
-        return False
-    return ok and password_hash is not None
+    with hashing_slot():
+        target = password_hash or _dummy_hash(hasher)
+        started = time.perf_counter()
+        try:
+            ok = hasher.verify(target, password)
+        except (VerifyMismatchError, VerificationError, InvalidHashError):
+            ok = False
+        _VERIFY_TIME.add(time.perf_counter() - started)
+    return bool(ok) and password_hash is not None
 
 
 @lru_cache(maxsize=8)
-def _dummy_hash(hasher: PasswordHasher) -> str:
+def _dummy_hash(hasher) -> str:
     return hasher.hash(secrets.token_urlsafe(16))
 
 
 def needs_rehash(password_hash: str) -> bool:
     return _current_hasher().check_needs_rehash(password_hash)
+
+
+class _RecentTime:
+    """A moving average of recent verify times in this process (wall clock, slot held)."""
+
+    def __init__(self):
+        self.value: float | None = None
+        self._lock = threading.Lock()
+
+    def add(self, seconds: float) -> None:
+        with self._lock:
+            self.value = seconds if self.value is None else 0.8 * self.value + 0.2 * seconds
+
+
+_VERIFY_TIME = _RecentTime()
+
+
+def imitate_verify() -> None:
+    """Take as long as a verify takes here lately, without hashing (a sleep costs no CPU and
+    holds no slot): the cheap path for names without an account once the failed-sign-in
+    budget is spent. The first call in a process times one real verify of the dummy hash."""
+    if _VERIFY_TIME.value is None:
+        verify_password(None, secrets.token_urlsafe(12))
+    time.sleep(_VERIFY_TIME.value or 0)
 
 
 def _hash_key() -> bytes:

@@ -2,17 +2,27 @@
 
 The README, deploy/authserver.service, the benchmarks under bench/ and the production-shaped
 tests all start the server with this file. Each value can be overridden from the environment
-(GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS) or on the command line.
+(GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS) or on the command line. Sizing, and what
+the numbers below were measured with: docs/capacity.md.
 """
-import multiprocessing
 import os
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
-# Threads let token, discovery and JWKS requests run while another thread of the same
-# worker waits on a password hash or the database.
+# The cores this process may run on (a cpuset or taskset counts; a container's CPU quota does
+# not: set GUNICORN_WORKERS there).
+cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+# One process per core: tokens are RSA/ECDSA signatures and sign-ins argon2id, both CPU.
+workers = int(os.environ.get("GUNICORN_WORKERS", cores))
+# Threads let token, discovery and JWKS requests run while other threads of the same worker
+# hash a password (argon2 releases the GIL), wait for a hashing slot, or wait on the database.
+# There are more threads than hashing slots on purpose: a sign-in flood can hold at most the
+# slots and the short wait for one, and the remaining threads keep serving tokens.
 worker_class = "gthread"
-workers = int(os.environ.get("GUNICORN_WORKERS", multiprocessing.cpu_count()))
-threads = int(os.environ.get("GUNICORN_THREADS", 4))
+threads = int(os.environ.get("GUNICORN_THREADS", 16))
 keepalive = 5
 timeout = 30
 graceful_timeout = 20
+
+# About one concurrent password hash per core across the machine: cores / workers per
+# process (the workers inherit this environment). An explicit setting wins.
+os.environ.setdefault("AUTHSERVER_PASSWORD_HASH_CONCURRENCY", str(max(1, cores // workers)))

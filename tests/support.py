@@ -16,6 +16,7 @@ import threading
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
+from argon2.exceptions import VerifyMismatchError
 from sqlalchemy.pool import NullPool
 from werkzeug.serving import make_server
 
@@ -69,6 +70,31 @@ def base_settings(instance: str, keys_dir: str, url: str) -> dict:
         **({"SQLALCHEMY_ENGINE_OPTIONS": {"poolclass": NullPool}} if url.startswith("postgres")
            else {}),
     }
+
+
+class StubHasher:
+    """A stand-in for argon2id, injected with the PASSWORD_HASHER setting: it counts its
+    verifies, and verify() waits while `gate` is closed, so a test can hold every hashing
+    slot for as long as it needs (tests are not timed)."""
+
+    def __init__(self):
+        self.gate, self.entered = threading.Event(), threading.Event()
+        self.gate.set()
+        self.verifies = 0
+
+    def hash(self, password: str) -> str:
+        return "stub$" + hashlib.sha256(password.encode()).hexdigest()
+
+    def verify(self, password_hash: str, password: str) -> bool:
+        self.verifies += 1
+        self.entered.set()
+        assert self.gate.wait(30), "the test never opened the gate"
+        if password_hash != self.hash(password):
+            raise VerifyMismatchError("stub mismatch")
+        return True
+
+    def check_needs_rehash(self, password_hash: str) -> bool:
+        return False
 
 
 def _empty_tables() -> None:

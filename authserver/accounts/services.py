@@ -2,34 +2,27 @@
 from __future__ import annotations
 
 import re
-from datetime import datetime, timedelta
+from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import or_, select, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import or_, select
 from sqlalchemy.orm import joinedload
 
 from .. import clock, security
 from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
-from . import sessions
-from .models import BrowserSession, LoginThrottle, User
-from . import states
+from . import sessions, states, throttle
+from .models import BrowserSession, User
 from .states import AccountState
+from .throttle import LoginThrottled, TooManyFailures  # noqa: F401 - raised from here
 
 USERNAME_RE = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._@+-]{0,149}$")
 
 
 class LoginRejected(AuthserverError):
     """Unknown user or wrong password: one message for both."""
-
-
-class LoginThrottled(AuthserverError):
-    def __init__(self, retry_after: int):
-        super().__init__(f"Too many failed attempts. Try again in {retry_after} seconds.")
-        self.retry_after = retry_after
 
 
 class TemporaryPasswordExpired(AuthserverError):
@@ -99,71 +92,68 @@ def set_temporary(user: User) -> str:
     return password
 
 
-def _throttle_key(login: str) -> str:
-    return security.keyed_hash(security.normalise_login(login), "login-throttle")
-
-
-def check_throttle(login: str, now: datetime) -> None:
-    """Raise LoginThrottled while the typed name is locked; unknown names lock alike."""
-    row = db.session.get(LoginThrottle, _throttle_key(login))
-    if row and row.locked_until and now < row.locked_until:
-        raise LoginThrottled(int((row.locked_until - now).total_seconds()) + 1)
-
-
-def record_failure(login: str, now: datetime) -> None:
-    """Count a failure; from the 5th in a row, lock for a delay that doubles each time.
-
-    The counter moves with one atomic UPDATE, so concurrent failures on any number of
-    processes are all counted.
-    """
-    cfg = current_app.config
-    key = _throttle_key(login)
-    bump = (update(LoginThrottle).where(LoginThrottle.key_hash == key)
-            .values(failures=LoginThrottle.failures + 1, updated_at=now)
-            .execution_options(synchronize_session=False))
-    if db.session.execute(bump).rowcount == 0:
-        try:
-            with db.session.begin_nested():
-                db.session.add(LoginThrottle(key_hash=key, failures=1, updated_at=now))
-        except IntegrityError:
-            db.session.execute(bump)
-    row = db.session.get(LoginThrottle, key, populate_existing=True)
-    over = row.failures - int(cfg["LOGIN_MAX_FAILURES"])
-    if over >= 0:
-        delay = min(int(cfg["LOGIN_THROTTLE_BASE"]) * 2 ** over, int(cfg["LOGIN_THROTTLE_MAX"]))
-        row.locked_until = now + timedelta(seconds=delay)
-
-
-def clear_failures(login: str) -> None:
-    row = db.session.get(LoginThrottle, _throttle_key(login))
-    if row is not None:
-        db.session.delete(row)
-
-
 def authenticate(login: str, password: str) -> User:
     """Check a typed name and password; the same work and answer whether or not the user exists.
 
-    Raises LoginThrottled, LoginRejected or TemporaryPasswordExpired; commits the outcome.
+    In this order, so that nothing expensive happens for a request that will be refused:
+    the address's and network's failure limits (TooManyFailures, 429), a hashing slot
+    (HashingBusy, 503), the typed name's throttle, claimed atomically before hashing
+    (LoginThrottled), then the password. Once the deployment's failed-sign-in budget is
+    spent (busy answers count too), a name without an account waits for a slot like any
+    other, gives it back at once and is answered without hashing, in about the same time.
+    Raises LoginRejected or TemporaryPasswordExpired; commits the outcome.
     """
     now = clock.now()
-    check_throttle(login, now)
+    throttle.check_source()
     user = find_by_login(login)
-    ok = security.verify_password(user.password_hash if user else None, password or "")
+    stored = user.password_hash if user else None  # read now: the claim's commit expires it
+    cheap = user is None and throttle.budget_spent()
+    with throttle.counting_busy(), security.hashing_slot() as slot:
+        if cheap:  # the same wait for a slot as anyone, then none of its time
+            slot.release_early()
+        throttle.claim_attempt(login, now)  # commits: no database connection held below
+        if cheap:
+            security.imitate_verify()
+            ok = False
+        else:
+            ok = security.verify_password(stored, password or "")
+        if ok and security.needs_rehash(user.password_hash):
+            user.password_hash = security.hash_password(password)
     if not ok:
-        record_failure(login, now)
+        throttle.count_failure()
         security_event("login_failed", user_id=user.id if user else None)
         db.session.commit()
         raise LoginRejected("Incorrect user name or password.")
-    clear_failures(login)
+    throttle.clear_failures(login)
     if user.state == AccountState.FORCE_CHANGE_PASSWORD and user.temp_password_expires_at \
             and now >= user.temp_password_expires_at:
         security_event("login_temp_password_expired", user_id=user.id)
         db.session.commit()
         raise TemporaryPasswordExpired("Incorrect user name or password.")
-    if security.needs_rehash(user.password_hash):
-        user.password_hash = security.hash_password(password)
     db.session.commit()
     return user
+
+
+def check_current_password(user: User, password: str) -> bool:
+    """A password check on an account page (change password, re-authentication): counted
+    and limited like a sign-in of that account, under its user name, so a stolen session
+    cannot guess the password freely and one user cannot keep every core hashing.
+
+    Raises TooManyFailures, HashingBusy or LoginThrottled; commits the outcome.
+    """
+    now = clock.now()
+    throttle.check_source()
+    username, stored = user.username, user.password_hash  # before the claim's commit
+    with security.hashing_slot():
+        throttle.claim_attempt(username, now)
+        ok = security.verify_password(stored, password or "")
+    if not ok:
+        throttle.count_failure()
+        security_event("password_check_failed", user_id=user.id)
+    else:
+        throttle.clear_failures(username)
+    db.session.commit()
+    return ok
 
 
 def start_session(user: User, amr: list[str], user_agent: str = "", ip: str | None = None

@@ -4,13 +4,13 @@ from __future__ import annotations
 from authlib.integrations.flask_oauth2 import AuthorizationServer as _FlaskServer
 from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, FlaskOAuth2Request
 from authlib.oauth2 import OAuth2Error
-from authlib.oauth2.rfc6749 import OAuth2Request
+from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from flask import Flask, current_app, request
 
 from ..tokens.jwt_access import AccessTokenGenerator
-from . import services
+from . import client_limits, services
 from .endpoints import IntrospectionEndpoint, RevocationEndpoint
 from .grants import (AuthorizationCodeGrant, ClientCredentialsGrant, OpenIDCode,
                      RefreshTokenGrant, S256CodeChallenge)
@@ -26,6 +26,18 @@ class IssuerRequest(FlaskOAuth2Request):
 
 
 class AuthorizationServer(_FlaskServer):
+    def authenticate_client(self, request, methods, endpoint="token"):
+        """Authlib's client authentication for every endpoint, inside the limits on failed
+        client authentication (client_limits.py)."""
+        client_limits.check_address()
+        try:
+            client = super().authenticate_client(request, methods, endpoint)
+        except InvalidClientError:
+            client_limits.record_failure(request)
+            raise
+        client_limits.count_request(client.client_id)
+        return client
+
     def create_oauth2_request(self, req):
         """A dict builds a synthetic authorization request (used by /refresh)."""
         if isinstance(req, dict):

@@ -143,12 +143,18 @@ def change_password(user: User, new_password: str, *, current: str | None = None
     """A signed-in change (current password required) or the forced one after a temporary.
 
     The state table decides who may: the forced change only from force_change_password,
-    the signed-in one only from active (states.TABLE).
+    the signed-in one only from active (states.TABLE). The current password is checked
+    like a sign-in of the account (counted, throttled, within the hashing cap).
     """
     action = Action.FORCED_CHANGE if current is None else Action.PASSWORD_CHANGE
     states.target(user, action)
-    if current is not None and not security.verify_password(user.password_hash, current):
-        raise PasswordRejected("Your current password is not right.")
+    if current is not None:
+        try:
+            right = accounts.check_current_password(user, current)
+        except accounts.LoginThrottled as exc:
+            raise PasswordRejected(exc.message) from exc
+        if not right:
+            raise PasswordRejected("Your current password is not right.")
     check_password(new_password, username=user.username, email=user.email)
     if security.verify_password(user.password_hash, new_password):
         raise PasswordRejected("Choose a password different from the current one.")

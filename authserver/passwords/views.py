@@ -80,6 +80,7 @@ def _expired():
 
 
 @bp.route("/change-password", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
 def change_password():
     """The forced change after a temporary password (only force_change_password), then on
     to whatever the sign-in needs next (accounts.signin)."""
@@ -99,6 +100,7 @@ def change_password():
 
 
 @bp.route("/account/password", methods=["GET", "POST"])
+@limiter.limit(lambda: current_app.config["RATELIMIT_LOGIN"], methods=["POST"])
 def account_password():
     user = login_flow.current_user()
     if user is None:

@@ -38,6 +38,7 @@ def pair(tmp_path_factory):
             AUTHSERVER_RATELIMIT_STORAGE_URI=f"redis://127.0.0.1:6379/{REDIS_DB}",
             AUTHSERVER_RATELIMIT_KEY_PREFIX=prefix, AUTHSERVER_RATELIMIT_LOGIN="3 per minute",
             AUTHSERVER_RATELIMIT_FORGOT="100 per minute", AUTHSERVER_PROXY_FIX_X_FOR="1",
+            AUTHSERVER_PASSWORD_HASH_CONCURRENCY="8",
             AUTHSERVER_METRICS_ENABLED="true")
         dep = Deployment(env, db_url, root)
         servers = [Gunicorn(name, env, port, root, workers=1, threads=8)

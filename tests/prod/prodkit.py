@@ -34,7 +34,9 @@ PG_HOW = ("PostgreSQL-only: run with DATABASE_URL=postgresql+psycopg://postgres@
           "/test ./scripts/test (the test creates and drops its own database on that server)")
 PASSWORD = "Sturdy-Lantern-Orbit-42"
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
-REDIS_DB = 11  # kept apart from db 0; keys also carry a per-run prefix, deleted afterwards
+# Kept apart from db 0 (AUTHSERVER_TEST_REDIS_DB picks another); keys also carry a per-run
+# prefix, deleted afterwards.
+REDIS_DB = int(os.environ.get("AUTHSERVER_TEST_REDIS_DB", "11"))
 # Fast password hashing: these tests are about processes and databases, not argon2 cost.
 FAST_HASH = {"AUTHSERVER_PASSWORD_HASH_TIME_COST": "1",
              "AUTHSERVER_PASSWORD_HASH_MEMORY_COST": "8192",

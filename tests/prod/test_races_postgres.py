@@ -6,11 +6,12 @@ from __future__ import annotations
 import threading
 import time
 from collections import Counter
+from datetime import datetime, timezone
 
 import requests
 
-from prodkit import (browser, code_in, csrf_from, exchange, get_code, mail_files, postgres_only,
-                     refresh, wait_for_mail)
+from prodkit import (PASSWORD, browser, cli, code_in, csrf_from, done, exchange, get_code,
+                     mail_files, postgres_only, refresh, wait_for_mail)
 
 pytestmark = postgres_only
 
@@ -127,3 +128,45 @@ def test_ten_concurrent_send_code_clicks_for_one_name_send_once(pair):
 
     assert statuses(results) == {303: 10}
     assert pair.sql("SELECT count(*) FROM code_sends")[0][0] == before + 1
+
+
+def test_eight_parallel_sign_ins_when_a_lock_expires_evaluate_exactly_one(pair):
+    """Issue 10, finding 7: the login throttle claims each attempt with one conditional UPDATE
+    before hashing, so the tries arriving together when a lock ends cannot all be checked:
+    the first claim locks the name again, the seven others find it locked. One of the eight
+    carries the right password; whichever is evaluated, no second one is."""
+    a, b = pair.servers
+    name = "racer"
+    done(cli(pair.env, "users", "create", name, "--email", "racer@example.com",
+             "--password", PASSWORD))
+
+    def ready(base: str):
+        web = browser()  # each from its own address: the per-address limits stay out of it
+        return base, web, csrf_from(web.get(base + "/login", timeout=10).text)
+
+    def attempt(form, password: str) -> requests.Response:
+        base, web, token = form
+        return web.post(base + "/login", data={"username": name, "password": password,
+                                               "csrf_token": token},
+                        allow_redirects=False, timeout=30)
+
+    for i in range(5):
+        assert "Incorrect user name" in attempt(ready((a, b)[i % 2].url), f"wrong-{i}").text
+    forms = [ready((a, b)[i % 2].url) for i in range(8)]
+    locked_until = pair.sql("SELECT locked_until FROM login_throttles WHERE failures = 5")
+    assert len(locked_until) == 1 and locked_until[0][0] is not None
+    until = locked_until[0][0].replace(tzinfo=timezone.utc)  # stored as naive UTC
+    wait = (until - datetime.now(timezone.utc)).total_seconds()
+    time.sleep(max(0.0, wait) + 0.05)  # the lock has just expired on both servers' clocks
+
+    passwords = [PASSWORD if i == 5 else f"also-wrong-{i}" for i in range(8)]
+    results = race(8, lambda i: attempt(forms[i], passwords[i]))
+
+    evaluated = [r for r in results if isinstance(r, requests.Response) and
+                 (r.status_code == 303 or "Incorrect user name" in r.text)]
+    refused = [r for r in results if isinstance(r, requests.Response) and
+               "Too many failed attempts" in r.text]
+    assert len(evaluated) == 1, statuses(results)
+    assert len(refused) == 7
+    failures = pair.sql("SELECT failures FROM login_throttles")
+    assert failures in ([(6,)], [])  # the sixth claim, or cleared by the right password
