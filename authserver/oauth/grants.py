@@ -40,7 +40,12 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
 
     def validate_authorization_request(self):
         """Authlib's checks, then a bound on the nonce, which is stored with the code and copied
-        into the ID token (OIDC sets no length; real nonces are 16 to 64 characters)."""
+        into the ID token (OIDC sets no length; real nonces are 16 to 64 characters).
+
+        Once validate_consent_request has passed, the validated redirect URI is returned as
+        is: create_authorization_response validates again, and the request is the same."""
+        if self.redirect_uri is not None:
+            return self.redirect_uri
         redirect_uri = super().validate_authorization_request()
         nonce = self.request.payload.data.get("nonce")
         if nonce and len(nonce) > MAX_NONCE:
@@ -49,7 +54,9 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         return redirect_uri
 
     def generate_authorization_code(self):
-        return new_authorization_code()
+        """The code drawn when the request was decided (decisions.IssueCode), so the loop
+        guard can tell later whether it was redeemed."""
+        return getattr(self.request, "issued_code", None) or new_authorization_code()
 
     def save_authorization_code(self, code, request):
         return services.save_authorization_code(

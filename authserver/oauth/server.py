@@ -6,7 +6,9 @@ from authlib.integrations.flask_oauth2.requests import FlaskOAuth2Payload, Flask
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749 import InvalidClientError, OAuth2Request
 from authlib.oauth2.rfc6749.authenticate_client import authenticate_client_secret_basic
+from authlib.oauth2.rfc6749.grants import BaseGrant
 from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
+from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app, request
 
 from ..tokens.jwt_access import AccessTokenGenerator
@@ -46,22 +48,27 @@ class AuthorizationServer(_FlaskServer):
             return oauth_req
         return IssuerRequest(request)
 
-    def issue_authorization_response(self, grant, grant_user):
-        """Authlib's create_authorization_response for a grant that get_consent_grant has
-        validated already: Authlib's own would validate the request a second time (and look
-        the nonce up in the database twice) on every /authorize and /refresh. Runs the same
-        server-level hooks as Authlib's (none are registered today)."""
-        self.execute_hook("before_create_authorization_response", grant.request, grant_user,
-                          grant)
-        try:
-            args = grant.create_authorization_response(grant.redirect_uri, grant_user)
-            response = self.handle_response(*args)
-        except OAuth2Error as error:
-            error.state = grant.request.payload.state
-            response = self.handle_error_response(grant.request, error)
-        grant.execute_hook("after_authorization_response", response)
-        self.execute_hook("after_create_authorization_response", response)
-        return response
+
+class Refusal(BaseGrant):
+    """An error already decided (decisions.ErrorRedirect), answered by Authlib's
+    create_authorization_response like a code, so the server's hooks run on errors too."""
+
+    def __init__(self, request, server, error: OAuth2Error):
+        super().__init__(request, server)
+        self.error = error
+
+    def validate_authorization_request(self):
+        return self.error.redirect_uri
+
+    def create_authorization_response(self, redirect_uri, grant_user):
+        raise self.error
+
+
+class Issuer(IssuerParameter):
+    """RFC 9207: `iss` in every authorization response, codes and errors alike."""
+
+    def get_issuer(self) -> str:
+        return current_app.config["ISSUER"]
 
 
 def _issuer_url() -> str:
@@ -80,6 +87,7 @@ def build_server(app: Flask) -> AuthorizationServer:
     server.register_grant(ClientCredentialsGrant)
     server.register_endpoint(RevocationEndpoint)
     server.register_endpoint(IntrospectionEndpoint)
+    server.register_extension(Issuer())
     app.extensions["authserver.oauth_server"] = server
     return server
 

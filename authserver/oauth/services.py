@@ -8,7 +8,7 @@ from urllib.parse import urlsplit
 
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
-from sqlalchemy import insert, select, update
+from sqlalchemy import func, insert, select, update
 
 from .. import clock, security
 from ..accounts.models import Licence, User
@@ -204,3 +204,12 @@ def grant_consent(user: User, client: Client, scope: str) -> None:
                                 set(scope_to_list(scope) or [])))
     security_event("consent_granted", user_id=user.id, client_id=client.client_id, scope=scope)
     db.session.commit()
+
+
+def count_unredeemed(code_hashes: list[str]) -> int:
+    """How many of these codes (by keyed hash) were never redeemed at /token (loop guard)."""
+    if not code_hashes:
+        return 0
+    redeemed = db.session.scalar(select(func.count(AuthorizationCode.id)).where(
+        AuthorizationCode.code_hash.in_(set(code_hashes)), AuthorizationCode.used_at.is_not(None)))
+    return len(code_hashes) - (redeemed or 0)

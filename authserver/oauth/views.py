@@ -12,8 +12,7 @@ from ..audit import security_event
 from ..extensions import db, limiter
 from ..tokens import services as tokens
 from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
-from . import authorize as flow
-from . import loop_guard, services
+from . import decisions, loop_guard, responses, services
 from .claims import userinfo_for
 from .forms import ConsentForm, LogoutForm
 from .logout import LogoutRejected, validate_logout
@@ -25,27 +24,23 @@ bp = Blueprint("oauth", __name__)
 @bp.route("/authorize", methods=["GET", "POST"])
 def authorize():
     """RFC 6749 section 4.1.1 with OIDC prompt/max_age; POST is the consent form."""
+    consent = None
     if request.method == "POST":
-        return _consent_decision()
-    if loop_guard.record_trip(request.args.get("client_id")):
-        return flow.loop_page(request.args.get("client_id"))
-    return flow.authorize_request(None)
+        form = ConsentForm()
+        if not form.validate_on_submit():
+            return responses.form_expired()
+        consent = form.decision()
+    bs = login_flow.current_session()
+    decision = decisions.decide_authorize(bs, consent)
+    return responses.render(loop_guard.inspect(decision, bs))
 
 
 @bp.get("/refresh")
 def refresh():
     """Story 3: straight back to the app with a fresh code while the session lives."""
-    args = request.args
-    if loop_guard.record_trip(args.get("client_id"), args.get("state"), check_state=True):
-        return flow.loop_page(args.get("client_id"))
-    return flow.refresh_request(args)
-
-
-def _consent_decision():
-    form = ConsentForm()
-    if not form.validate_on_submit():
-        return flow.form_expired()
-    return flow.authorize_request(None, consent=form.decision())
+    bs = login_flow.current_session()
+    decision = decisions.decide_refresh(bs, request.args)
+    return responses.render(loop_guard.inspect(decision, bs))
 
 
 @bp.post("/token")
@@ -113,12 +108,12 @@ def logout():
                                          values.get("post_logout_redirect_uri"),
                                          values.get("state"), bs.user.sub if bs else None)
     except LogoutRejected as exc:
-        return flow.error_page("Sign-out failed", exc.message)
+        return responses.error_page("Sign-out failed", exc.message)
     form = LogoutForm()
     if request.method == "GET" and not (hinted and target):
         return render_template("oauth/logout.html", form=form)
     if request.method == "POST" and not form.validate_on_submit():
-        return flow.form_expired()
+        return responses.form_expired()
     if bs is not None:
         tokens.revoke_session(bs)
         security_event("logout", user_id=bs.user_id)

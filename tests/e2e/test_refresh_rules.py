@@ -1,14 +1,12 @@
-"""Every rule of GET /refresh (SPEC section 2, stories 3 and 5) and of the loop guard
-(SPEC section 7), over HTTP with the Flask test client and, for racing tabs, a live server."""
+"""Every rule of GET /refresh (SPEC section 2, story 3), over HTTP with the Flask test client.
+The loop guard (SPEC section 7) has its own module: test_no_redirect_loop.py."""
 from __future__ import annotations
 
 import base64
 import json
-import threading
 from datetime import timedelta
 
 import pytest
-import requests
 from sqlalchemy import select
 
 from authserver import clock
@@ -19,10 +17,9 @@ from authserver.extensions import db
 from authserver.oauth.models import DEFAULT_SCOPE
 from authserver.passwords import codes
 from authserver.passwords import services as passwords
-from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
+from support import csrf_from, make_client, pkce_pair, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
-LOOP_TITLE = "We stopped a redirect loop"
 
 
 def refresh_params(client_id, state="s1", **extra):
@@ -63,12 +60,6 @@ def assert_to_app_with_code(resp, state="s1"):
 def assert_to_login(resp):
     assert resp.status_code == 302
     assert resp.headers["Location"].startswith("/login?next=/refresh")
-
-
-def assert_loop_page(resp):
-    assert_page_not_redirect(resp, 200)
-    body = resp.text
-    assert LOOP_TITLE in body and "Clear cache" in body
 
 
 # --- the request ------------------------------------------------------------------------------
@@ -279,188 +270,3 @@ def test_an_account_that_can_no_longer_sign_in_gets_the_page_for_its_state(
     page = auth.login()
     assert page.status_code == 200
     assert page_word in page.get_data(as_text=True).lower()
-
-
-# --- tabs and loops ----------------------------------------------------------------------------
-
-def test_five_tabs_refreshing_at_once_all_succeed(live_server, rp):
-    """Five requests race with the same cookie, as five tabs of one browser would."""
-    http = requests.Session()
-    login = http.get(f"{live_server.url}/login")
-    http.post(f"{live_server.url}/login", allow_redirects=False, data={
-        "username": "alice", "password": PASSWORD, "csrf_token": csrf_from(login.text)})
-    cookies = http.cookies.get_dict()
-    pairs = [pkce_pair() for _ in range(6)]
-    start, results = threading.Barrier(5), [None] * 5
-
-    def tab(i):
-        start.wait()
-        results[i] = requests.get(f"{live_server.url}/refresh", allow_redirects=False,
-                                  cookies=cookies, timeout=10, params=refresh_params(
-                                      rp[0], state=f"tab{i}", code_challenge=pairs[i][1]))
-
-    threads = [threading.Thread(target=tab, args=(i,)) for i in range(5)]
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join(15)
-    for i, resp in enumerate(results):
-        assert resp.status_code == 302, resp.text[:200]
-        q = query_of(resp.headers["Location"])
-        assert q["state"] == f"tab{i}"
-        token = requests.post(f"{live_server.url}/token", auth=rp, timeout=10, data={
-            "grant_type": "authorization_code", "code": q["code"],
-            "redirect_uri": REDIRECT_URI, "code_verifier": pairs[i][0]})
-        assert token.status_code == 200, token.text
-    sixth = requests.get(f"{live_server.url}/refresh", allow_redirects=False, cookies=cookies,
-                         timeout=10, params=refresh_params(rp[0], state="tab5"))
-    assert_loop_page(sixth)
-
-
-def authorize(client, client_id, state):
-    _, challenge = pkce_pair()
-    return client.get("/authorize", query_string={
-        "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": state, "code_challenge": challenge,
-        "code_challenge_method": "S256"})
-
-
-def test_authorize_and_refresh_count_together_and_the_sixth_trip_is_the_loop_page(
-        app, client, signed_in):
-    for i in range(5):
-        resp = (authorize if i % 2 else get_refresh)(client, signed_in[0], state=f"s{i}")
-        assert_to_app_with_code(resp, f"s{i}")
-    assert_loop_page(get_refresh(client, signed_in[0], state="s5"))
-    assert_loop_page(authorize(client, signed_in[0], state="s6"))
-    assert [e.data["reason"] for e in events(app, "redirect_loop")] == \
-        ["too_many_round_trips"] * 2
-
-
-def test_trips_are_counted_per_client(app, client, signed_in):
-    other = make_client(app, "Other")
-    for i in range(5):
-        assert_to_app_with_code(get_refresh(client, signed_in[0], state=f"s{i}"), f"s{i}")
-    assert_to_app_with_code(get_refresh(client, other[0], state="o"), "o")
-
-
-def test_a_trip_through_the_login_page_is_not_a_round_trip(client, rp):
-    for i in range(8):
-        assert_to_login(get_refresh(client, rp[0], state=f"s{i}"))
-
-
-def test_trips_spread_over_more_than_the_window_are_not_a_loop(frozen, client, signed_in):
-    for i in range(12):
-        assert_to_app_with_code(get_refresh(client, signed_in[0], state=f"s{i}"), f"s{i}")
-        frozen.tick(timedelta(seconds=4.1))
-
-
-@pytest.fixture
-def tight_guard(settings):
-    settings.update(LOOP_MAX_TRIPS=2, LOOP_WINDOW=5)
-
-
-def test_the_limits_are_settings(frozen, tight_guard, client, signed_in):
-    for i in range(2):
-        assert_to_app_with_code(get_refresh(client, signed_in[0], state=f"s{i}"), f"s{i}")
-    assert_loop_page(get_refresh(client, signed_in[0], state="s2"))
-    frozen.tick(timedelta(seconds=5.1))
-    assert_to_app_with_code(get_refresh(client, signed_in[0], state="s3"), "s3")
-
-
-def test_a_refresh_bringing_back_its_own_state_ends_on_the_loop_page(app, client, signed_in):
-    assert_to_app_with_code(get_refresh(client, signed_in[0], state="once"), "once")
-    assert_loop_page(get_refresh(client, signed_in[0], state="once"))
-    assert [e.data["reason"] for e in events(app, "redirect_loop")] == ["state_replayed"]
-
-
-def test_a_replayed_state_outside_the_window_is_accepted(frozen, client, signed_in):
-    assert_to_app_with_code(get_refresh(client, signed_in[0], state="once"), "once")
-    frozen.tick(timedelta(seconds=21))
-    assert_to_app_with_code(get_refresh(client, signed_in[0], state="once"), "once")
-
-
-def test_the_loop_pages_button_starts_a_clean_sign_in(client, auth, signed_in):
-    for i in range(5):
-        get_refresh(client, signed_in[0], state=f"s{i}")
-    page = get_refresh(client, signed_in[0], state="s5")
-    assert_loop_page(page)
-    token = csrf_from(page.get_data(as_text=True))
-    resp = client.post("/login/restart", data={"csrf_token": token})
-    assert resp.status_code == 303 and resp.headers["Location"] == "/login"
-    assert_to_login(get_refresh(client, signed_in[0], state="s6"))
-    assert auth.login().status_code == 303
-    assert_to_app_with_code(get_refresh(client, signed_in[0], state="s7"), "s7")
-
-
-# --- cookies that do not work ------------------------------------------------------------------
-
-@pytest.fixture
-def cookieless(app):
-    """A browser that blocks the issuer's cookies: it never sends one back."""
-    return app.test_client(use_cookies=False)
-
-
-def test_with_cookies_blocked_refresh_always_ends_on_the_login_page(cookieless, rp):
-    for i in range(10):
-        resp = get_refresh(cookieless, rp[0], state=f"s{i}")
-        assert_to_login(resp)
-        assert cookieless.get(resp.headers["Location"]).status_code == 200
-
-
-def silent_authorize(client, client_id, state, headers=None):
-    """prompt=none, as an app checking for a session without showing a page."""
-    return client.get("/authorize", headers=headers or {}, query_string={
-        "response_type": "code", "client_id": client_id, "redirect_uri": REDIRECT_URI,
-        "scope": "openid", "state": state, "prompt": "none", "code_challenge": pkce_pair()[1],
-        "code_challenge_method": "S256"})
-
-
-def test_with_cookies_blocked_a_silent_sign_in_loop_ends_on_the_loop_page(app, cookieless,
-                                                                          rp):
-    for i in range(5):
-        resp = silent_authorize(cookieless, rp[0], f"s{i}")
-        assert query_of(resp.headers["Location"])["error"] == "login_required"
-    resp = silent_authorize(cookieless, rp[0], "s5")
-    assert_page_not_redirect(resp, 200)
-    assert "not keeping this site's cookies" in resp.text
-    assert [e.data["cookies"] for e in events(app, "redirect_loop")] == [False]
-
-
-def test_cookieless_loops_elsewhere_do_not_block_a_first_visit(app, cookieless, rp):
-    """Same address, other browser; and a first visit that goes to the login page."""
-    for i in range(6):
-        silent_authorize(cookieless, rp[0], f"s{i}")
-    other_browser = {"User-Agent": "Mozilla/5.0 (X11; Linux x86_64) Other/1.0"}
-    resp = silent_authorize(cookieless, rp[0], "x", headers=other_browser)
-    assert query_of(resp.headers["Location"])["error"] == "login_required"
-    resp = authorize(cookieless, rp[0], state="first-visit")
-    assert resp.status_code == 302 and resp.headers["Location"].startswith("/login?")
-
-
-def test_a_browser_that_drops_every_new_cookie_still_ends_on_the_loop_page(app, client,
-                                                                          signed_in):
-    """It keeps sending its first cookie (full jar, an extension): the server-side count."""
-    stale = client.get_cookie(app.config["SESSION_COOKIE_NAME"]).value
-    frozen_jar = app.test_client(use_cookies=False)
-    header = {"Cookie": f"{app.config['SESSION_COOKIE_NAME']}={stale}"}
-    for i in range(5):
-        resp = frozen_jar.get("/refresh", headers=header,
-                              query_string=refresh_params(signed_in[0], state=f"s{i}"))
-        assert_to_app_with_code(resp, f"s{i}")
-    assert_loop_page(frozen_jar.get("/refresh", headers=header,
-                                    query_string=refresh_params(signed_in[0], state="s5")))
-
-
-@pytest.fixture
-def storage_down(settings):
-    """Redis as the shared storage, but nothing listens there."""
-    settings.update(RATELIMIT_STORAGE_URI="redis://127.0.0.1:1/0", RATELIMIT_STORAGE_TIMEOUT=0.2)
-
-
-def test_with_its_storage_down_the_guard_still_counts_in_the_cookie(storage_down, client,
-                                                                   signed_in, caplog):
-    """And the outage costs one timeout, not one per request."""
-    for i in range(5):
-        assert_to_app_with_code(get_refresh(client, signed_in[0], state=f"s{i}"), f"s{i}")
-    assert_loop_page(get_refresh(client, signed_in[0], state="s5"))
-    assert caplog.text.count("loop guard storage unavailable") == 1

@@ -17,7 +17,7 @@ from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.tokens.keyring import PRIVATE_MEMBERS
 from authserver.tokens.models import RefreshToken
-from support import PASSWORD, csrf_from, make_client, make_user, pkce_pair, query_of
+from support import PASSWORD, csrf_from, make_client, make_user, query_of
 
 REDIRECT_URI = "http://127.0.0.1:9999/callback"
 LOGOUT_URI = "http://127.0.0.1:9999/signed-out"
@@ -441,84 +441,3 @@ def test_logout_with_another_users_id_token_asks_first(app, client, rp, tokens):
     resp = client.get("/logout", query_string={"id_token_hint": tokens["id_token"],
                                                "post_logout_redirect_uri": LOGOUT_URI})
     assert resp.status_code == 302 and resp.headers["Location"] == LOGOUT_URI
-
-
-# --- /refresh ---------------------------------------------------------------------------------
-
-def refresh_params(client_id, **extra):
-    _, challenge = pkce_pair()
-    return {"client_id": client_id, "redirect_uri": REDIRECT_URI, "state": "s1",
-            "code_challenge": challenge, "code_challenge_method": "S256", **extra}
-
-
-@pytest.mark.parametrize("uri", ["http://evil.example/cb", REDIRECT_URI + "x", ""])
-def test_refresh_shows_a_page_for_an_unregistered_redirect_uri(client, auth, rp, uri):
-    auth.login()
-    resp = client.get("/refresh", query_string=refresh_params(rp[0], redirect_uri=uri))
-    assert resp.status_code == 400
-    assert "Location" not in resp.headers
-
-
-def test_refresh_shows_a_page_for_an_unknown_client(client):
-    resp = client.get("/refresh", query_string=refresh_params("nobody"))
-    assert resp.status_code == 400
-    assert "Location" not in resp.headers
-
-
-def test_refresh_with_a_live_session_goes_straight_back_with_a_code(client, auth, rp):
-    auth.login()
-    resp = client.get("/refresh", query_string=refresh_params(rp[0]))
-    assert resp.status_code == 302
-    assert resp.headers["Location"].startswith(REDIRECT_URI + "?")
-    q = query_of(resp.headers["Location"])
-    assert q["code"] and q["state"] == "s1"
-
-
-def test_refresh_code_exchanges_for_fresh_tokens(client, auth, rp):
-    auth.login()
-    verifier, challenge = pkce_pair()
-    resp = client.get("/refresh", query_string=refresh_params(rp[0], code_challenge=challenge))
-    code = query_of(resp.headers["Location"])["code"]
-    resp = client.post("/token", data={"grant_type": "authorization_code", "code": code,
-                                       "redirect_uri": REDIRECT_URI, "code_verifier": verifier},
-                       auth=rp)
-    assert resp.status_code == 200, resp.get_json()
-    assert resp.get_json()["access_token"]
-
-
-def test_refresh_without_a_session_goes_through_the_login_page(client, rp):
-    resp = client.get("/refresh", query_string=refresh_params(rp[0]))
-    assert resp.status_code == 302
-    assert resp.headers["Location"].startswith("/login?next=/refresh")
-
-
-def test_refresh_requires_pkce_when_the_client_requires_it(client, auth, rp):
-    auth.login()
-    params = refresh_params(rp[0])
-    del params["code_challenge"], params["code_challenge_method"]
-    resp = client.get("/refresh", query_string=params)
-    assert resp.status_code == 302
-    q = query_of(resp.headers["Location"])
-    assert q["error"] == "invalid_request" and "code" not in q
-
-
-def test_the_sixth_round_trip_within_twenty_seconds_ends_on_the_loop_page(frozen, client,
-                                                                          auth, rp):
-    auth.login()
-    for i in range(5):
-        resp = client.get("/refresh", query_string=refresh_params(rp[0], state=f"s{i}"))
-        assert resp.status_code == 302, i
-        frozen.tick(timedelta(seconds=3))
-    resp = client.get("/refresh", query_string=refresh_params(rp[0], state="s5"))
-    assert resp.status_code == 200
-    assert "Location" not in resp.headers
-    assert "redirect loop" in resp.get_data(as_text=True)
-
-
-def test_round_trips_spread_over_more_than_twenty_seconds_are_not_a_loop(frozen, client,
-                                                                         auth, rp):
-    auth.login()
-    for i in range(8):
-        resp = client.get("/refresh", query_string=refresh_params(rp[0], state=f"s{i}"))
-        assert resp.status_code == 302, i
-        frozen.tick(timedelta(seconds=5))

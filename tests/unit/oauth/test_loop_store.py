@@ -1,63 +1,54 @@
-"""The loop guard's in-process store: counts inside the window only, bounded in size."""
-from authserver.oauth.loop_store import MAX_STATES, MemoryTrips
+"""The loop guard's in-process store: atomic add, a bounded window, bounded memory."""
+from __future__ import annotations
+
+from authserver.oauth.loop_store import MAX_TRIPS_KEPT, MemoryTrips, Trip
 
 
-def test_it_counts_trips_per_browser_and_client_inside_the_window():
-    store = MemoryTrips(max_trips=3, window=20)
-    for t in (0, 1, 2):
-        assert not store.too_many("b:1", "app", 10 + t)
-        store.record("b:1", "app", None, 10 + t)
-    assert store.too_many("b:1", "app", 13)
-    assert not store.too_many("b:1", "other-app", 13)
-    assert not store.too_many("b:2", "app", 13)
-    assert not store.too_many("b:1", "app", 30.5), "the first trip left the window at 30"
+def trip(at, shape="s", outcome="e:x"):
+    return Trip(at, shape, outcome)
 
 
-def test_a_state_is_remembered_for_the_window_only():
-    store = MemoryTrips(max_trips=5, window=20)
-    store.record("b:1", "app", "d1", 100)
-    assert store.seen_state("b:1", "app", "d1", 119)
-    assert not store.seen_state("b:1", "app", "d2", 119)
-    assert not store.seen_state("b:2", "app", "d1", 119)
-    assert not store.seen_state("b:1", "app", "d1", 120)
+def test_add_returns_the_trips_up_to_and_including_this_one():
+    store = MemoryTrips(window=20)
+    store.add("b", "app", trip(0))
+    got = store.add("b", "app", trip(1, outcome="c:h"))
+    assert [t.at for t in got] == [0, 1] and got[-1].outcome == "c:h"
 
 
-def test_a_state_sent_again_is_kept_from_its_latest_trip():
-    store = MemoryTrips(max_trips=5, window=20)
-    store.record("b:1", "app", "d1", 100)
-    store.record("b:1", "app", "d2", 105)
-    store.record("b:1", "app", "d1", 110)
-    assert store.seen_state("b:1", "app", "d2", 124)
-    assert store.seen_state("b:1", "app", "d1", 129)
-    assert not store.seen_state("b:1", "app", "d2", 126)
+def test_trips_older_than_the_window_are_dropped():
+    store = MemoryTrips(window=20)
+    store.add("b", "app", trip(0))
+    assert [t.at for t in store.add("b", "app", trip(20))] == [20]
 
 
-def test_the_states_of_one_browser_are_bounded():
-    store = MemoryTrips(max_trips=5, window=20)
-    for i in range(MAX_STATES + 10):
-        store.record("b:1", "app", f"d{i}", 100)
-    assert not store.seen_state("b:1", "app", "d0", 100)
-    assert store.seen_state("b:1", "app", f"d{MAX_STATES + 9}", 100)
+def test_counts_are_per_browser_and_client_and_clear_forgets_one_pair():
+    store = MemoryTrips(window=20)
+    store.add("b", "app", trip(0))
+    store.add("b", "other", trip(0))
+    assert len(store.add("c", "app", trip(1))) == 1
+    store.clear("b", "app")
+    assert len(store.add("b", "app", trip(2))) == 1
+    assert len(store.add("b", "other", trip(2))) == 2
 
 
-def test_past_its_size_the_least_recently_used_browser_is_forgotten_first():
-    store = MemoryTrips(max_trips=1, window=20, max_keys=2)
-    store.record("b:1", "app", None, 100)
-    store.record("b:2", "app", None, 100)
-    assert store.too_many("b:1", "app", 101)  # b:1 is now the most recent
-    store.record("b:3", "app", None, 101)
-    assert store.too_many("b:1", "app", 102)
-    assert not store.too_many("b:2", "app", 102)
-    assert store.too_many("b:3", "app", 102)
+def test_a_pair_keeps_a_bounded_number_of_trips():
+    store = MemoryTrips(window=1000)
+    for i in range(MAX_TRIPS_KEPT * 2):
+        got = store.add("b", "app", trip(i / 100))
+    assert len(got) == MAX_TRIPS_KEPT
 
 
-def test_browsers_not_seen_for_a_window_are_dropped():
-    store = MemoryTrips(max_trips=5, window=20)
-    for i in range(100):
-        store.record(f"b:{i}", "app", "d", 100.05 + i * 0.1)
-    store.too_many("b:99", "app", 115)  # a lookup keeps b:99 recent, creates nothing
-    store.record("b:new", "app", None, 125)
-    assert len(store) == 51, "b:0 to b:49 were last seen 20 s or more before"
-    assert not store.too_many("b:10", "app", 125)
-    store.record("b:newer", "app", None, 200)
+def test_browsers_unseen_for_a_window_are_dropped_and_the_table_is_bounded():
+    store = MemoryTrips(window=20, max_keys=3)
+    for i in range(3):
+        store.add(f"b{i}", "app", trip(0))
+    store.add("late", "app", trip(30))
     assert len(store) == 1
+    for i in range(5):
+        store.add(f"n{i}", "app", trip(31))
+    assert len(store) == 3
+
+
+def test_trips_encode_and_decode():
+    t = Trip(12.5, "shape", "c:abc|def")
+    assert Trip.decode(t.encode().encode()) == t
