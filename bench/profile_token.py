@@ -124,7 +124,7 @@ def setup(db_kind: str, workdir: Path) -> dict:
                 "AUTHSERVER_KEYS_DIR": str(workdir / "keys"),
                 "AUTHSERVER_ISSUER": "http://127.0.0.1:5000",
                 "AUTHSERVER_SECRET_KEY": secrets.token_urlsafe(32),
-                "AUTHSERVER_RATELIMIT_ENABLED": "false", "AUTHSERVER_LOOP_MAX_TRIPS": "1000000",
+                "AUTHSERVER_RATELIMIT_ENABLED": "false", "AUTHSERVER_LOOP_MAX_TRIPS": "1000000", "AUTHSERVER_LOOP_REDEEMED_MAX_TRIPS": "1000000",
                 "DATABASE_URL": url})
     h.cli(["init"], env)
     h.cli(["users", "create", "benchuser", "--email", "benchuser@example.com", "--password",

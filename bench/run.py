@@ -97,7 +97,7 @@ class Stack:
             "AUTHSERVER_RATELIMIT_ENABLED": "false",
             # 16 robot browsers each make hundreds of round trips a second; the guard's
             # bookkeeping still runs on every request, only its threshold is out of reach.
-            "AUTHSERVER_LOOP_MAX_TRIPS": "1000000",
+            "AUTHSERVER_LOOP_MAX_TRIPS": "1000000", "AUTHSERVER_LOOP_REDEEMED_MAX_TRIPS": "1000000",
             "AUTHSERVER_ACCESS_TOKEN_ALG": access_alg,
             "DATABASE_URL": url,
         })
