@@ -23,6 +23,7 @@ from .mail import sender
 from .observability import REGISTRY, init_logging, init_request_metrics
 from .oauth import cors
 from .oauth import services as oauth_services
+from .oauth import backchannel
 from .oauth.discovery import bp as discovery_bp
 from .oauth.server import build_server
 from .oauth.views import bp as oauth_bp
@@ -56,6 +57,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     _init_extensions(app)
     keyring.init_app(app)
     sessions.on_session_end(app, tokens_services.revoke_session_tokens)
+    backchannel.init_app(app)
     build_server(app)
     for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passwords_bp, admin_bp,
                admin_api_bp):

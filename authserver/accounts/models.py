@@ -8,7 +8,7 @@ from sqlalchemy import (JSON, BigInteger, ForeignKey, Index, Integer, String, Te
                         UniqueConstraint)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
-from .. import clock
+from .. import clock, security
 from ..db import UTCDateTime
 from ..extensions import db
 from .states import AccountState
@@ -100,6 +100,10 @@ class BrowserSession(db.Model):
 
     id: Mapped[int] = mapped_column(Integer, primary_key=True)
     sid_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    # The `sid` claim (OIDC Back-Channel Logout 1.0 section 2.4): public, unlike the cookie's
+    # secret id, whose hash is sid_hash.
+    public_sid: Mapped[str | None] = mapped_column(String(32), unique=True,
+                                                   default=lambda: security.random_token(16))
     user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
     auth_time: Mapped[datetime] = mapped_column(UTCDateTime)
     amr: Mapped[list] = mapped_column(JSON, default=list)

@@ -14,7 +14,7 @@ from datetime import datetime
 from typing import Callable, Iterable
 
 from flask import Flask, current_app
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from .. import clock
 from ..extensions import db
@@ -79,3 +79,12 @@ def end_sessions(*, reason: str, user_id: int | None = None,
         for hook in current_app.extensions.get(_HOOKS, ()):
             hook(ended, now)
     return ended
+
+
+def end_expired_sessions(now: datetime | None = None) -> list[EndedSession]:
+    """End sessions whose 30 days ran out, so their subscribers hear of it like any other
+    ending (`authserver purge` calls it before deleting old rows). The caller commits."""
+    now = now or clock.now()
+    ids = list(db.session.scalars(select(BrowserSession.id).where(
+        BrowserSession.revoked_at.is_(None), BrowserSession.expires_at <= now)))
+    return end_sessions(reason="expired", session_ids=ids, now=now)

@@ -27,16 +27,19 @@ clients = AppGroup("clients", help="Register and list relying applications.")
 @click.option("--web-origin", "web_origins", multiple=True, metavar="ORIGIN",
               help="An origin (scheme://host[:port]) whose pages may call /token, /userinfo "
                    "and /revoke; repeatable. Default: the origins of the redirect URIs.")
+@click.option("--backchannel-logout-uri", default=None,
+              help="Where to POST a logout token when a session the app got tokens in ends.")
 @click.option("--json", "as_json", is_flag=True, help="Print one JSON object.")
 def create(name, redirect_uris, logout_uris, public, scope, grant_types, no_pkce, third_party,
-           requires_licence, web_origins, as_json):
+           requires_licence, web_origins, backchannel_logout_uri, as_json):
     """Register NAME; the client secret is shown once."""
     try:
         client, secret = oauth.create_client(
             name, list(redirect_uris), post_logout_redirect_uris=list(logout_uris),
             public=public, scope=scope, grant_types=list(grant_types),
             require_pkce=not no_pkce, first_party=not third_party,
-            requires_licence=requires_licence, web_origins=list(web_origins) or None)
+            requires_licence=requires_licence, web_origins=list(web_origins) or None,
+            backchannel_logout_uri=backchannel_logout_uri)
     except AuthserverError as exc:
         raise click.ClickException(exc.message) from exc
     info = describe(client)
@@ -59,6 +62,7 @@ def describe(client) -> dict:
             "require_pkce": client.require_pkce, "first_party": client.first_party,
             "requires_licence": client.requires_licence,
             "web_origins": client_web_origins(client.redirect_uris, client.web_origins),
+            "backchannel_logout_uri": client.backchannel_logout_uri,
             "token_endpoint_auth_method": client.token_endpoint_auth_method}
 
 

@@ -14,6 +14,7 @@ from werkzeug.serving import make_server, run_simple
 
 from .. import clock, security
 from ..accounts import services as accounts
+from ..accounts import sessions
 from ..accounts.models import BrowserSession, LoginThrottle, SignIn
 from ..audit import SecurityEvent
 from ..config import PROJECT_ROOT, Defaults
@@ -153,6 +154,9 @@ def start_demo_app(app, data: dict, host: str, port: int):
 def purge_command(events_days, batch):
     """Delete expired codes, tokens, sessions, sent mail and old events (batched, idempotent)."""
     now, day = clock.now(), timedelta(days=1)
+    expired = sessions.end_expired_sessions(now)  # their apps hear of it (back-channel logout)
+    db.session.commit()
+    click.echo(f"expired sessions ended: {len(expired)}")
     counts = {"refresh_tokens+revoked_jtis": tokens.purge_expired(now, batch)}
     for label, model, condition in (
         ("authorization_codes", AuthorizationCode, AuthorizationCode.expires_at < now - day),

@@ -23,7 +23,7 @@ from .. import clock
 from ..extensions import db
 from .models import OutboxMessage
 from .outbox import WAKE_EXT
-from .transports import Transport, make_transport
+from .transports import Transport, make_transport, transport_for
 
 log = logging.getLogger("authserver.mail")
 
@@ -125,7 +125,7 @@ def _claim(msg_id: int, now: datetime, lease: int) -> tuple[OutboxMessage, str] 
 def _attempt(transport: Transport, msg: OutboxMessage, token: str,
              now: datetime | None) -> int:
     try:
-        transport.deliver(msg)
+        transport_for(current_app, msg.kind, transport).deliver(msg)
     except Exception as exc:  # any transport error is a failed try, never a dead sender
         _record_failure(msg, token, exc, now or clock.now())
         return 0
@@ -154,6 +154,9 @@ def _record_failure(msg: OutboxMessage, token: str, exc: Exception, now: datetim
                   next_attempt_at=now + delay)
     if attempts >= int(config.get("MAIL_MAX_ATTEMPTS", MAX_ATTEMPTS)):
         values["failed_at"] = now
+        gave_up = getattr(transport_for(current_app, msg.kind, None), "gave_up", None)
+        if gave_up is not None:  # a kind with its own record of final failures
+            gave_up(msg, attempts, error)
         log.error("mail #%s (%s) failed for good after %d attempts: %s",
                   msg.id, msg.kind, attempts, error)
     else:

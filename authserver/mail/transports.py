@@ -196,3 +196,16 @@ def make_transport(app: Flask) -> Transport:
     if name == "memory":
         return MemoryTransport()
     raise ValueError(f"MAIL_TRANSPORT must be one of {', '.join(TRANSPORT_NAMES)}, not {name!r}")
+
+
+KIND_TRANSPORTS_EXT = "authserver.outbox_kind_transports"
+
+
+def register_kind(app: Flask, kind: str, transport: Transport) -> None:
+    """Deliver outbox rows of `kind` with `transport` instead of the mail transport: the
+    outbox (leases, retries, backoff) also carries back-channel logout POSTs."""
+    app.extensions.setdefault(KIND_TRANSPORTS_EXT, {})[kind] = transport
+
+
+def transport_for(app: Flask, kind: str, default: Transport) -> Transport:
+    return app.extensions.get(KIND_TRANSPORTS_EXT, {}).get(kind, default)

@@ -162,5 +162,15 @@ class OpenIDCode(_OpenIDCode):
         return {"iss": current_app.config["ISSUER"], "aud": [client.get_client_id()],
                 "exp": clock.timestamp() + id_token_ttl(), "iat": clock.timestamp()}
 
+    def get_authorization_code_claims(self, authorization_code):
+        """Authlib's claims from the code, and `sid`: the session the code came from
+        (OIDC Back-Channel Logout 1.0 section 2.4; logout tokens carry the same value)."""
+        claims = super().get_authorization_code_claims(authorization_code)
+        session = db.session.get(BrowserSession, authorization_code.session_id) \
+            if authorization_code.session_id else None
+        if session is not None and session.public_sid:
+            claims["sid"] = session.public_sid
+        return claims
+
     def generate_user_info(self, user, scope) -> UserInfo:
         return userinfo_for(user, scope)

@@ -34,6 +34,7 @@ class Client(db.Model, ClientMixin):
     first_party: Mapped[bool] = mapped_column(Boolean, default=True)
     requires_licence: Mapped[bool] = mapped_column(Boolean, default=False)
     id_token_alg: Mapped[str] = mapped_column(String(16), default="RS256")
+    backchannel_logout_uri: Mapped[str | None] = mapped_column(String(320))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     # --- Authlib ClientMixin ---
@@ -137,3 +138,16 @@ class Consent(db.Model):
     client_id: Mapped[int] = mapped_column(ForeignKey("clients.id", ondelete="CASCADE"))
     scope: Mapped[str] = mapped_column(Text, default="")
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class SessionClient(db.Model):
+    """A client that got tokens in a browser session: who hears when the session ends
+    (OIDC Back-Channel Logout 1.0). Recorded when a code from the session is redeemed."""
+
+    __tablename__ = "session_clients"
+    __table_args__ = (UniqueConstraint("session_id", "client_id"),)
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("browser_sessions.id", ondelete="CASCADE"))
+    client_id: Mapped[str] = mapped_column(String(64))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)

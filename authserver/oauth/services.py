@@ -9,6 +9,8 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 from sqlalchemy import func, insert, select, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import clock, security
 from ..accounts.models import Licence, User
@@ -17,7 +19,8 @@ from ..errors import AuthserverError
 from ..extensions import db
 from ..tokens import services as tokens
 from .cors import OriginInvalid, client_web_origins, parse_web_origin
-from .models import DEFAULT_GRANTS, DEFAULT_SCOPE, AuthorizationCode, Client, Consent
+from .models import (DEFAULT_GRANTS, DEFAULT_SCOPE, AuthorizationCode, Client, Consent,
+                     SessionClient)
 
 GRANT_TYPES = ("authorization_code", "refresh_token", "client_credentials")
 SCOPES = ("openid", "profile", "email", "offline_access", "admin")
@@ -52,12 +55,28 @@ def check_web_origins(origins) -> list[str] | None:
     return found
 
 
+def _check_backchannel_uri(uri: str | None) -> str | None:
+    """OIDC Back-Channel Logout 1.0 section 2.2: absolute http(s), no fragment; https
+    outside 127.0.0.1/localhost (the token travels in it)."""
+    if not uri:
+        return None
+    parts = urlsplit(uri)
+    local = parts.hostname in ("127.0.0.1", "localhost", "::1")
+    if parts.scheme != "https" and not (parts.scheme == "http" and local) or not parts.netloc:
+        raise ClientInvalid(f"Back-channel logout URI must be an absolute https URI: {uri}")
+    if parts.fragment or len(uri) > 320:
+        raise ClientInvalid(f"Back-channel logout URI must have no fragment, at most 320 "
+                            f"characters: {uri}")
+    return uri
+
+
 def create_client(name: str, redirect_uris: list[str], *, post_logout_redirect_uris=(),
                   public: bool = False, scope: str | None = None, grant_types=(),
                   require_pkce: bool = True, first_party: bool = True,
                   requires_licence: bool = False, client_id: str | None = None,
                   client_secret: str | None = None,
-                  web_origins=None) -> tuple[Client, str | None]:
+                  web_origins=None,
+                  backchannel_logout_uri: str | None = None) -> tuple[Client, str | None]:
     """Register a client; returns it and its secret (shown once, stored as a keyed hash).
     `web_origins` None: the origins of the redirect URIs may call /token from a browser."""
     grants = list(grant_types) or list(DEFAULT_GRANTS)
@@ -78,7 +97,9 @@ def create_client(name: str, redirect_uris: list[str], *, post_logout_redirect_u
                     post_logout_redirect_uris=[_check_uri(u) for u in post_logout_redirect_uris],
                     grant_types=grants, scope=" ".join(scopes), require_pkce=require_pkce or public,
                     first_party=first_party, requires_licence=requires_licence,
-                    web_origins=check_web_origins(web_origins), created_at=clock.now())
+                    web_origins=check_web_origins(web_origins),
+                    backchannel_logout_uri=_check_backchannel_uri(backchannel_logout_uri),
+                    created_at=clock.now())
     db.session.add(client)
     db.session.commit()
     return client, secret
@@ -169,7 +190,19 @@ def claim_authorization_code(code: str, client: Client) -> AuthorizationCode | N
         return None
     if now >= row.expires_at:
         return None
+    if row.session_id is not None:
+        record_session_client(row.session_id, client.client_id)
     return row
+
+
+def record_session_client(session_id: int, client_id: str) -> None:
+    """Remember that the client got tokens in this browser session (back-channel logout);
+    in the caller's transaction, once per pair whatever the race."""
+    dialect = db.session.get_bind().dialect.name
+    insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
+    db.session.execute(insert_fn(SessionClient).values(
+        session_id=session_id, client_id=client_id, created_at=clock.now())
+        .on_conflict_do_nothing(index_elements=["session_id", "client_id"]))
 
 
 def nonce_used(client_id: str, nonce: str) -> bool:

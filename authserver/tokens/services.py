@@ -92,7 +92,11 @@ def _in_grace(row: RefreshToken, now: datetime) -> bool:
 
 
 def _reused(row: RefreshToken, now: datetime) -> None:
+    """Reuse means the token leaked: the family and the browser session it was issued in end
+    (RFC 9700 section 4.14.2; the session's apps hear of it by back-channel logout)."""
     revoke_family(row.family_id, now)
+    if row.session_id is not None:
+        sessions.end_sessions(reason="refresh_reuse", session_ids=[row.session_id], now=now)
     security_event("refresh_reuse", user_id=row.user_id, client_id=row.client_id,
                    family_id=row.family_id)
     db.session.commit()
