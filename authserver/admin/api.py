@@ -158,6 +158,15 @@ def set_web_origins(client_id: str):
     return jsonify(payloads.client_json(client))
 
 
+@bp.put("/api/admin/clients/<client_id>/backchannel-logout-uri")
+def backchannel_logout_uri(client_id: str):
+    client = services.get_client_or_raise(client_id)
+    fields = payloads.parse_backchannel_logout_uri(payloads.json_object())
+    services.set_backchannel_logout_uri(client, **fields, actor_id=g.principal.user_id,
+                                        via_client=g.principal.client_id)
+    return jsonify(payloads.client_json(client))
+
+
 @bp.get("/api/admin/events")
 def list_events():
     rows, last = services.list_events(user_id=payloads.query_user_id(),

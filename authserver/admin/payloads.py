@@ -160,6 +160,7 @@ def client_json(client: Client) -> dict:
             "redirect_uris": list(client.redirect_uris),
             "web_origins": client_web_origins(client.redirect_uris, client.web_origins),
             "web_origins_from_redirect_uris": client.web_origins is None,
+            "backchannel_logout_uri": client.backchannel_logout_uri,
             "created_at": _when(client.created_at)}
 
 
@@ -168,3 +169,22 @@ def event_json(event: SecurityEvent) -> dict:
             "actor_id": event.actor_id, "client_id": event.client_id, "ip": event.ip,
             "data": event.data if isinstance(event.data, dict) else {},
             "created_at": _when(event.created_at)}
+
+
+BACKCHANNEL_FIELDS = ("backchannel_logout_uri",)
+
+
+def parse_backchannel_logout_uri(data: dict) -> dict:
+    """Check a BackchannelLogoutUri body: backchannel_logout_uri, a string or null, nothing else."""
+    errors = [{"field": k, "message": "Unknown field."} for k in data
+              if k not in BACKCHANNEL_FIELDS]
+    if "backchannel_logout_uri" not in data:
+        errors.append({"field": "backchannel_logout_uri", "message": "Required."})
+    else:
+        value = data["backchannel_logout_uri"]
+        if value is not None and (not isinstance(value, str) or len(value) > 320):
+            errors.append({"field": "backchannel_logout_uri",
+                           "message": "A string of at most 320 characters, or null."})
+    if errors:
+        raise PayloadInvalid("The body breaks the BackchannelLogoutUri schema.", errors)
+    return {"backchannel_logout_uri": data["backchannel_logout_uri"] or None}

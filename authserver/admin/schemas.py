@@ -116,6 +116,9 @@ CLIENT_PROPS = {
                                    "redirect URIs)."},
     "web_origins_from_redirect_uris": {"type": "boolean",
                                        "description": "No origins registered: the default."},
+    "backchannel_logout_uri": {"type": ["string", "null"],
+                               "description": "Where logout tokens are POSTed when a session "
+                                              "the app got tokens in ends."},
     "created_at": DATE_TIME,
 }
 EVENT_PROPS = {
@@ -165,6 +168,11 @@ COMPONENTS = {
         "WebOrigins": _object({"web_origins": {"oneOf": [WEB_ORIGINS, {
             "type": "null", "description": "Back to the default: the redirect URIs' origins."}]}},
             closed=True),
+        "BackchannelLogoutUri": _object({
+            "backchannel_logout_uri": {"type": ["string", "null"], "maxLength": 320,
+                                       "description": "https (or http on 127.0.0.1), no "
+                                                      "fragment; null removes it."},
+        }, closed=True),
         "Event": _object(EVENT_PROPS),
         "EventPage": _page("Event"),
     },
@@ -220,6 +228,12 @@ PATHS = {
         "setWebOrigins", {"200": _json(_ref("Client"), "The application after the change."),
                           **_problems(400, 401, 403, 404, 415, 422)},
         parameters=[_client_id()], body=_ref("WebOrigins"))},
+    CLIENT + "/backchannel-logout-uri": {"put": _op(
+        "Set where logout tokens are POSTed when a session the app got tokens in ends",
+        "setBackchannelLogoutUri",
+        {"200": _json(_ref("Client"), "The application after the change."),
+         **_problems(400, 401, 403, 404, 415, 422)},
+        parameters=[_client_id()], body=_ref("BackchannelLogoutUri"))},
     "/api/admin/events": {"get": _op(
         "Security events, newest first", "listEvents",
         {"200": _json(_ref("EventPage"), "One page of events."), **_problems(401, 403, 422)},

@@ -105,6 +105,11 @@ def create_client(name: str, redirect_uris: list[str], *, post_logout_redirect_u
     return client, secret
 
 
+def set_backchannel_logout_uri(client: Client, uri: str | None) -> None:
+    """Change where the client hears of ended sessions (None: nowhere); the caller commits."""
+    client.backchannel_logout_uri = _check_backchannel_uri(uri)
+
+
 def query_client(client_id: str | None) -> Client | None:
     if not client_id or not isinstance(client_id, str) or len(client_id) > 64:
         return None

@@ -242,3 +242,24 @@ def test_openapi_document_is_public_and_lists_the_routes(client):
     assert doc["openapi"].startswith("3.1")
     assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
     assert "/api/admin/users/{id}/reset-password" in doc["paths"]
+
+
+def test_an_application_s_back_channel_logout_uri_is_set_and_removed(app, api):
+    client_id, _ = make_client(app, "Listening app")
+    assert api("GET", f"/api/admin/clients/{client_id}").get_json()[
+        "backchannel_logout_uri"] is None
+    resp = api("PATCH", f"/api/admin/clients/{client_id}",
+               json={"backchannel_logout_uri": "https://app.example/bcl"})
+    assert resp.status_code == 200, resp.get_json()
+    assert resp.get_json()["backchannel_logout_uri"] == "https://app.example/bcl"
+    assert [e.data["backchannel_logout_uri"] for e in events(app, "client_updated")] == [
+        "https://app.example/bcl"]
+    for bad in ("http://app.example/bcl", "https://app.example/bcl#x", 5, "x" * 400):
+        resp = api("PATCH", f"/api/admin/clients/{client_id}",
+                   json={"backchannel_logout_uri": bad})
+        assert resp.status_code == 422 and resp.content_type == PROBLEM
+    assert api("PATCH", f"/api/admin/clients/{client_id}", json={"other": 1}).status_code == 422
+    assert api("PATCH", "/api/admin/clients/nobody",
+               json={"backchannel_logout_uri": None}).status_code == 404
+    resp = api("PATCH", f"/api/admin/clients/{client_id}", json={"backchannel_logout_uri": None})
+    assert resp.get_json()["backchannel_logout_uri"] is None
