@@ -94,7 +94,8 @@ def seed_demo(app, port: int) -> dict:
     # A new port means a new redirect URI: register a client for it rather than edit one.
     if known.get("base") != base or oauth.query_client(known.get("client_id")) is None:
         client, secret = oauth.create_client(
-            "Demo app", [f"{base}/callback"], post_logout_redirect_uris=[f"{base}/"])
+            "Demo app", [f"{base}/callback"], post_logout_redirect_uris=[f"{base}/"],
+            backchannel_logout_uri=f"{base}/backchannel-logout")
         data["client"] = {"client_id": client.client_id, "client_secret": secret,
                           "redirect_uri": f"{base}/callback", "base": base}
     data["issuer"] = app.config["ISSUER"]

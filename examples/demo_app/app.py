@@ -8,6 +8,10 @@ tokens kept server-side, the signed-in user's name, the access token's remaining
 that `--demo` writes (client_id, client_secret, redirect_uri, base, issuer) or from
 DEMO_CLIENT_ID, DEMO_CLIENT_SECRET, DEMO_REDIRECT_URI, DEMO_BASE and DEMO_ISSUER.
 
+When a session at the issuer ends (sign-out elsewhere, a password reset, an administrator),
+the issuer POSTs a logout token to /backchannel-logout; the demo checks it and drops every
+session of its own that came from that issuer session.
+
 The demo deliberately does not use its refresh token, so the pop-up shows when the access
 token expires; its *Refresh* button goes to /login, which sends a browser that was signed in
 before to the issuer's /refresh and one that never was to /authorize.
@@ -26,7 +30,11 @@ from urllib.parse import parse_qsl, urlencode, urlsplit
 import requests
 from authlib.integrations.flask_client import OAuth, OAuthError
 from flask import Flask, jsonify, redirect, render_template, request, session, url_for
+from joserfc import jwt
+from joserfc.errors import JoseError
+from joserfc.jwk import KeySet
 
+BACKCHANNEL_EVENT = "http://schemas.openid.net/event/backchannel-logout"
 REFRESH_PARAMS = ("client_id", "redirect_uri", "state", "code_challenge",
                   "code_challenge_method", "nonce")
 
@@ -49,6 +57,14 @@ class TokenStore:
     def pop(self, sid: str | None) -> dict | None:
         with self._lock:
             return self._rows.pop(sid, None) if sid else None
+
+    def end_issuer_session(self, issuer_sid: str) -> int:
+        """Drop every row signed in through that session at the issuer (the ID token's sid)."""
+        with self._lock:
+            ours = [k for k, row in self._rows.items() if row["claims"].get("sid") == issuer_sid]
+            for key in ours:
+                del self._rows[key]
+            return len(ours)
 
 
 def load_config(path: str | None = None) -> dict:
@@ -126,6 +142,10 @@ def register_routes(app: Flask, client, store: TokenStore, issuer: str) -> None:
 
     @app.get("/callback")
     def callback():
+        # RFC 9207: the response names its issuer; one from another issuer is a mix-up attack.
+        if request.args.get("iss") != issuer:
+            return render_template("error.html", error="wrong_issuer",
+                                   description="This answer did not come from our issuer."), 400
         try:
             token = client.authorize_access_token()
         except OAuthError as exc:
@@ -163,6 +183,22 @@ def register_routes(app: Flask, client, store: TokenStore, issuer: str) -> None:
             "id_token_hint": row["token"]["id_token"], "client_id": client.client_id,
             "post_logout_redirect_uri": app.config["DEMO"]["base"] + "/"}))
 
+    @app.post("/backchannel-logout")
+    def backchannel_logout():
+        """OpenID Connect Back-Channel Logout 1.0: the issuer says a session ended; end ours."""
+        raw = request.form.get("logout_token", "")
+        try:
+            try:
+                claims = validate_logout_token(raw, client.fetch_jwk_set(), issuer,
+                                               client.client_id)
+            except JoseError:  # perhaps a new signing key: fetch the JWKS again, once
+                claims = validate_logout_token(raw, client.fetch_jwk_set(force=True), issuer,
+                                               client.client_id)
+        except (JoseError, ValueError) as exc:
+            return jsonify(error="invalid_request", error_description=str(exc)), 400
+        store.end_issuer_session(claims["sid"])
+        return "", 200
+
     @app.template_filter("remaining")
     def remaining(expires_at: int) -> int:
         return max(0, int(expires_at) - int(time.time()))
@@ -171,6 +207,21 @@ def register_routes(app: Flask, client, store: TokenStore, issuer: str) -> None:
     def no_store(resp):
         resp.headers.setdefault("Cache-Control", "no-store")
         return resp
+
+
+def validate_logout_token(raw: str, jwks: dict, issuer: str, client_id: str) -> dict:
+    """Section 2.6 of the spec: signature by the issuer's keys, typ, iss, aud, iat/exp, the
+    event, a sid, and no nonce. Raises JoseError or ValueError."""
+    token = jwt.decode(raw, KeySet.import_key_set(jwks), algorithms=["RS256", "ES256"])
+    if token.header.get("typ") != "logout+jwt":
+        raise ValueError("not a logout token")
+    jwt.JWTClaimsRegistry(iss={"essential": True, "value": issuer},
+                          aud={"essential": True, "value": client_id},
+                          iat={"essential": True}, exp={"essential": True},
+                          sid={"essential": True}).validate(token.claims)
+    if BACKCHANNEL_EVENT not in (token.claims.get("events") or {}) or "nonce" in token.claims:
+        raise ValueError("not a back-channel logout event")
+    return token.claims
 
 
 def safe_return(value: str | None) -> str:
