@@ -101,13 +101,25 @@ def test_a_rotated_token_presented_again_revokes_the_family(session):
     assert events[0].client_id == CLIENT
 
 
-def test_reuse_leaves_other_families_alone(session):
+def test_reuse_leaves_families_of_other_sessions_alone(session):
+    _, elsewhere = accounts.start_session(session.user, ["pwd"])
     issue(session, "a1")
-    other = issue(session, "b1")
+    other = issue(elsewhere, "b1")
     rotate(session, "a1", "a2")
     use_refresh_token("a1", CLIENT)
     assert all(row.revoked_at is None for row in family(other.family_id))
     assert use_refresh_token("b1", CLIENT) is not None
+
+
+def test_reuse_ends_the_session_it_was_issued_in_and_its_other_families(session):
+    """The token leaked: the browser session ends too (reason refresh_reuse)."""
+    issue(session, "a1")
+    sibling = issue(session, "b1")
+    rotate(session, "a1", "a2")
+    use_refresh_token("a1", CLIENT)
+    db.session.refresh(session)
+    assert session.revoked_at is not None
+    assert all(row.revoked_at is not None for row in family(sibling.family_id))
 
 
 def test_a_token_of_another_client_is_not_claimed_and_not_touched(session):
