@@ -12,7 +12,7 @@ from ..audit import security_event
 from ..extensions import db, limiter
 from ..tokens import services as tokens
 from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
-from . import decisions, loop_guard, responses, services
+from . import decisions, loop_guard, responses
 from .claims import userinfo_for
 from .forms import ConsentForm, LogoutForm
 from .logout import LogoutRejected, validate_logout
