@@ -248,18 +248,18 @@ def test_an_application_s_back_channel_logout_uri_is_set_and_removed(app, api):
     client_id, _ = make_client(app, "Listening app")
     assert api("GET", f"/api/admin/clients/{client_id}").get_json()[
         "backchannel_logout_uri"] is None
-    resp = api("PATCH", f"/api/admin/clients/{client_id}",
-               json={"backchannel_logout_uri": "https://app.example/bcl"})
+    url = f"/api/admin/clients/{client_id}/backchannel-logout-uri"
+    resp = api("PUT", url, json={"backchannel_logout_uri": "https://app.example/bcl"})
     assert resp.status_code == 200, resp.get_json()
     assert resp.get_json()["backchannel_logout_uri"] == "https://app.example/bcl"
-    assert [e.data["backchannel_logout_uri"] for e in events(app, "client_updated")] == [
+    assert [e.data["backchannel_logout_uri"]
+            for e in events(app, "client_backchannel_logout_uri_changed")] == [
         "https://app.example/bcl"]
     for bad in ("http://app.example/bcl", "https://app.example/bcl#x", 5, "x" * 400):
-        resp = api("PATCH", f"/api/admin/clients/{client_id}",
-                   json={"backchannel_logout_uri": bad})
+        resp = api("PUT", url, json={"backchannel_logout_uri": bad})
         assert resp.status_code == 422 and resp.content_type == PROBLEM
-    assert api("PATCH", f"/api/admin/clients/{client_id}", json={"other": 1}).status_code == 422
-    assert api("PATCH", "/api/admin/clients/nobody",
+    assert api("PUT", url, json={"other": 1}).status_code == 422
+    assert api("PUT", "/api/admin/clients/nobody/backchannel-logout-uri",
                json={"backchannel_logout_uri": None}).status_code == 404
-    resp = api("PATCH", f"/api/admin/clients/{client_id}", json={"backchannel_logout_uri": None})
+    resp = api("PUT", url, json={"backchannel_logout_uri": None})
     assert resp.get_json()["backchannel_logout_uri"] is None
