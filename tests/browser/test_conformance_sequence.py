@@ -59,6 +59,13 @@ class ConformanceRP:
                                  "redirect_uri": self.redirect_uri, "code_verifier": verifier})
 
 
+# The guard only counts within its windows, so windows three times as long make this run the
+# equivalent of one three times as fast: the 30 s allowed below is the SPEC's 10 s, also on a
+# busy machine where a browser takes longer than a person's test suite would.
+SLOWDOWN = 3
+
+
+@pytest.mark.issuer_settings(LOOP_WINDOW=20 * SLOWDOWN, LOOP_REDEEMED_WINDOW=60 * SLOWDOWN)
 def test_a_conformance_run_in_one_browser_never_sees_the_loop_page(page, issuer, alice):
     rp = ConformanceRP(issuer)
     seen_loop = []
@@ -123,7 +130,7 @@ def test_a_conformance_run_in_one_browser_never_sees_the_loop_page(page, issuer,
                                           "distinct_requests": len(distinct),
                                           "seconds": round(elapsed, 2)})
     assert len(distinct) >= 15
-    assert elapsed < 10, f"the run took {elapsed:.1f} s"
+    assert elapsed < 10 * SLOWDOWN, f"the run took {elapsed:.1f} s"
     assert seen_loop == []
     expect(page.get_by_role("heading", name=LOOP_TITLE)).to_have_count(0)
     with issuer.app.app_context():
