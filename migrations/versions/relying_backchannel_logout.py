@@ -2,7 +2,7 @@
 `sid` claim), session_clients (which clients got tokens in which session)
 
 Revision ID: a7c1e5b2d904
-Revises: c0a5e1b7d2f4
+Revises: 5a1c9e7b3d20
 Create Date: 2026-12-06 06:00:00
 
 """
@@ -14,7 +14,7 @@ from alembic import op
 from authserver.db import UTCDateTime
 
 revision = 'a7c1e5b2d904'
-down_revision = 'c0a5e1b7d2f4'
+down_revision = '5a1c9e7b3d20'
 branch_labels = None
 depends_on = None
 

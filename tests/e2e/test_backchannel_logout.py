@@ -158,8 +158,8 @@ def _expire_and_purge(app):
 
 # Every way a session ends, each done as the code the pages and the API call does it.
 TRIGGERS = {
-    "password_change": lambda app: passwords.change_password(_user(app),
-                                                             "a brand new passphrase 1"),
+    "password_change": lambda app: passwords.change_password(
+        _user(app), "a brand new passphrase 1", current=PASSWORD),
     "password_reset": _reset_by_code,
     "admin_reset": lambda app: passwords.admin_reset(_user(app), None),
     "admin_disable": lambda app: admin.disable_user(_user(app), None),
