@@ -10,6 +10,7 @@ from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
 from . import health
+from .accounts.passkey_views import bp as passkeys_bp
 from .accounts.views import bp as accounts_bp
 from .commands import register_commands
 from .admin.api import bp as admin_api_bp
@@ -59,8 +60,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     sessions.on_session_end(app, tokens_services.revoke_session_tokens)
     backchannel.init_app(app)
     build_server(app)
-    for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passwords_bp, admin_bp,
-               admin_api_bp):
+    for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passkeys_bp, passwords_bp,
+               admin_bp, admin_api_bp):
         app.register_blueprint(bp)
     csrf.exempt(oauth_bp)
     csrf.exempt(admin_api_bp)
@@ -71,6 +72,8 @@ def create_app(overrides: dict | None = None) -> Flask:
                   all_origins=oauth_services.all_web_origins)
     init_request_metrics(app)
     init_logging(app)
+    if app.config["PASSKEYS_DISABLED_REASON"]:
+        app.logger.warning(app.config["PASSKEYS_DISABLED_REASON"])
     _init_metrics_endpoint(app)
     sender.init_app(app)
     register_commands(app)

@@ -1,9 +1,11 @@
 """Settings: defaults, the instance file, the environment, then test overrides."""
 from __future__ import annotations
 
+import ipaddress
 import os
 import secrets
 from pathlib import Path
+from urllib.parse import urlsplit
 
 from flask import Flask
 from limits import parse_many
@@ -58,6 +60,9 @@ class Defaults:
     MFA_MAX_FAILURES = 5
     MFA_THROTTLE_BASE = 30
     MFA_THROTTLE_MAX = 3600
+    # Passkeys (SPEC section 9): the relying-party ID, by default the issuer's host. Set it
+    # to a parent domain to share passkeys across subdomains (docs/passkeys.md).
+    WEBAUTHN_RP_ID = None
 
     ACCESS_TOKEN_ALG = "RS256"
     ID_TOKEN_ALG = "RS256"
@@ -171,9 +176,27 @@ def _derive(app: Flask) -> None:
     cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
     cfg["PERMANENT_SESSION_LIFETIME"] = int(cfg["REFRESH_TOKEN_TTL"])
     cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
+    _derive_webauthn(cfg)
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _instance_secret(app)
     cfg["SECRET_KEY"] = str(cfg["SECRET_KEY"])  # the env parser turns an all-digit key into int
+
+
+def _derive_webauthn(cfg) -> None:
+    """WEBAUTHN_ORIGIN (the issuer's origin), WEBAUTHN_RP_ID, and PASSKEYS_DISABLED_REASON:
+    browsers refuse WebAuthn on an IP address, so passkeys are off with such an issuer."""
+    parts = urlsplit(cfg["ISSUER"])
+    host = (parts.hostname or "").lower()
+    cfg["WEBAUTHN_ORIGIN"] = f"{parts.scheme}://{parts.netloc}".lower()
+    cfg["WEBAUTHN_RP_ID"] = str(cfg.get("WEBAUTHN_RP_ID") or host).lower().strip(".")
+    cfg["PASSKEYS_DISABLED_REASON"] = None
+    try:
+        ipaddress.ip_address(host)
+    except ValueError:
+        return
+    cfg["PASSKEYS_DISABLED_REASON"] = (
+        f"passkeys are off: the issuer's host {host} is an IP address, and browsers refuse "
+        "WebAuthn there; use a host name (http://localhost:PORT in development)")
 
 
 def _server_engine_options(cfg, url: str) -> dict:
@@ -224,4 +247,19 @@ def check_config(app: Flask) -> None:
         raise RuntimeError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
+    _check_webauthn(cfg)
     outbound.check_settings(cfg)
+
+
+def _check_webauthn(cfg) -> None:
+    """The RP ID must be the issuer's host or a parent domain of it (WebAuthn section 5.1.3),
+    otherwise every passkey ceremony would fail in the browser."""
+    if cfg["PASSKEYS_DISABLED_REASON"]:
+        return
+    host = (urlsplit(cfg["ISSUER"]).hostname or "").lower()
+    rp_id = cfg["WEBAUTHN_RP_ID"]
+    if host != rp_id and not host.endswith("." + rp_id):
+        raise RuntimeError(
+            f"AUTHSERVER_WEBAUTHN_RP_ID {rp_id!r} does not match the issuer's host {host!r}: it "
+            "must be that host or a parent domain of it (behind a proxy, AUTHSERVER_ISSUER is "
+            "the public URL users see)")

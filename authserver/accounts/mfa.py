@@ -15,7 +15,7 @@ from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
 from ..mail import messages, outbox
-from . import services
+from . import passkeys, services
 from .factors import recovery, totp
 from .models import BrowserSession, User
 
@@ -90,7 +90,9 @@ def admin_reset(user: User, actor_id: int | None, client_id: str | None) -> None
     """*Reset two-step sign-in*: remove the second step (the caller ends the sessions)."""
     totp.remove(user)
     recovery.remove(user)
-    _changed(user, "admin_reset", actor_id=actor_id, client_id=client_id)
+    removed = passkeys.remove_second_step(user)
+    _changed(user, "admin_reset", actor_id=actor_id, client_id=client_id,
+             passkeys_removed=removed)
 
 
 def enrolment(user: User) -> tuple[str, str]:

@@ -4,8 +4,9 @@ from __future__ import annotations
 import uuid
 from datetime import datetime
 
-from sqlalchemy import (JSON, BigInteger, ForeignKey, Index, Integer, String, Text,
-                        UniqueConstraint)
+from sqlalchemy import (JSON, BigInteger, Boolean, ForeignKey, Index, Integer, LargeBinary, String,
+                        Text,
+                        UniqueConstraint, select)
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from .. import clock, security
@@ -73,7 +74,17 @@ class User(db.Model):
 
     @property
     def mfa_enabled(self) -> bool:
+        """The authenticator app is set up (one-time codes)."""
         return bool(self.totp_secret)
+
+    @property
+    def has_second_step(self) -> bool:
+        """Two-step sign-in is on: the authenticator app, or a passkey used as second step."""
+        if self.totp_secret:
+            return True
+        return db.session.scalar(
+            select(Passkey.id).where(Passkey.user_id == self.id, Passkey.second_step.is_(True))
+            .limit(1)) is not None
 
     def __repr__(self) -> str:
         return f"<User {self.username}>"
@@ -166,3 +177,45 @@ class SignIn(db.Model):
     ended_reason: Mapped[str | None] = mapped_column(String(32))
 
     user: Mapped[User] = relationship()
+
+
+class Passkey(db.Model):
+    """A WebAuthn credential (SPEC section 9): its id is unique across every account."""
+
+    __tablename__ = "passkeys"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    # The credential id, base64url without padding (as browsers send it).
+    credential_id: Mapped[str] = mapped_column(String(1400), unique=True)
+    public_key: Mapped[bytes] = mapped_column(LargeBinary)  # COSE key
+    sign_count: Mapped[int] = mapped_column(BigInteger, default=0)
+    transports: Mapped[list] = mapped_column(JSON, default=list)
+    name: Mapped[str] = mapped_column(String(100))
+    # Offered as the second step after the password (removed by Reset two-step sign-in).
+    second_step: Mapped[bool] = mapped_column(Boolean, default=True)
+    backed_up: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    user: Mapped[User] = relationship()
+
+
+class WebAuthnChallenge(db.Model):
+    """One WebAuthn challenge: single use, 5 minutes, bound to what asked for it.
+
+    `purpose` is "register" (bound to a browser session), "mfa" (bound to a sign-in record)
+    or "login" (a passkey sign-in's start: bound to a random handle whose hash is here and
+    whose raw value is in the browser's cookie). Only a hash of the challenge is kept.
+    """
+
+    __tablename__ = "webauthn_challenges"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    challenge_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    purpose: Mapped[str] = mapped_column(String(16))
+    binding: Mapped[str] = mapped_column(String(64), index=True)
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

@@ -82,9 +82,9 @@ def next_step(user: User, done: Iterable[str]) -> str:
         return "reset"
     if user.state == AccountState.FORCE_CHANGE_PASSWORD:
         return "over" if "change" in done else "change"
-    if user.mfa_enabled and not done & {"mfa", "enrol"}:  # enrolling proved the new app
+    if user.has_second_step and not done & {"mfa", "enrol"}:  # enrolling proved the new app
         return "mfa"
-    if not user.mfa_enabled and mfa_policy_covers(user):
+    if mfa_policy_covers(user) and not user.has_second_step:
         return "enrol"
     return "finish"
 

@@ -16,7 +16,7 @@ from markupsafe import Markup
 
 from ..extensions import limiter
 from . import login_flow, mfa, services, signin
-from .factors import recovery, second_step
+from .factors import passkey, recovery, second_step
 from .forms import ConfirmForm, LoginForm, MfaEnrolForm, MfaForm, ReauthForm
 
 bp = Blueprint("accounts", __name__)
@@ -71,7 +71,8 @@ def login_mfa():
         return login_flow.over(exc)
     except (second_step.SecondStepRejected, second_step.SecondStepLocked) as exc:
         form.code.errors.append(exc.message)
-    return render_template("accounts/mfa.html", form=form)
+    return render_template("accounts/mfa.html", form=form, user=user,
+                           passkeys=passkey.user_passkeys(user, second_step=True))
 
 
 @bp.route("/login/mfa/enrol", methods=["GET", "POST"])

@@ -50,7 +50,7 @@ def require_admin():
     if not user.is_admin or user.state != AccountState.ACTIVE:
         abort(403, description="This page is for administrators.")
     if signin.mfa_policy_covers(user) and "mfa" not in (login_flow.current_session().amr or []):
-        if not user.mfa_enabled:
+        if not user.has_second_step:
             flash("Set up two-step sign-in to use the Users module.", "info")
             return redirect(url_for("accounts.account_mfa"))
         abort(403, description="Sign out and sign in again with your second step to use "
@@ -103,6 +103,6 @@ def _admin_user_id(claims: dict) -> int:
         raise BearerRejected(401, "The access token's user cannot use tokens.", "invalid_token")
     if not user.is_admin:
         raise BearerRejected(403, "Only administrators may use the admin API.")
-    if signin.mfa_policy_covers(user) and not user.mfa_enabled:
+    if signin.mfa_policy_covers(user) and not user.has_second_step:
         raise BearerRejected(403, "The MFA policy requires two-step sign-in for this user.")
     return user.id

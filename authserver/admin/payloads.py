@@ -146,7 +146,7 @@ def _when(value: datetime | None) -> str | None:
 def user_summary(user: User) -> dict:
     return {"id": user.id, "sub": user.sub, "username": user.username, "email": user.email,
             "name": user.name, "state": user.state, "is_admin": user.is_admin,
-            "mfa_enabled": user.mfa_enabled, "last_login_at": _when(user.last_login_at),
+            "mfa_enabled": user.has_second_step, "last_login_at": _when(user.last_login_at),
             "created_at": _when(user.created_at)}
 
 

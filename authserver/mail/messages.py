@@ -104,3 +104,9 @@ def mfa_failed(user: Any, tries: int) -> Draft:
 def mfa_changed(user: Any, change: str) -> Draft:
     """The second step was turned on, replaced, turned off, reset, or got new recovery codes."""
     return _render("mfa_changed", user, what=MFA_CHANGES[change], when=_when(clock.now()))
+
+
+def passkey_changed(user: Any, passkey_name: str, verb: str, by_admin: bool = False) -> Draft:
+    """A passkey was added to or removed from the account (verb "added" or "removed")."""
+    return _render("passkey_changed", user, passkey_name=passkey_name, verb=verb,
+                   by=" by an administrator" if by_admin else "", when=_when(clock.now()))
