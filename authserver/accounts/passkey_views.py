@@ -56,6 +56,15 @@ def _credential() -> dict:
     return value
 
 
+def prepare_login_page() -> None:
+    """Give the browser its passkey handle when /login is rendered, not in the options
+    request: that request runs alongside others (static files, the autofill and the button)
+    whose responses also write the session cookie, and one written without the handle
+    would win."""
+    if current_app.config["PASSKEYS_DISABLED_REASON"] is None:
+        _login_binding(create=True)
+
+
 def _login_binding(create: bool) -> str | None:
     raw = session.get(LOGIN_HANDLE)
     if not isinstance(raw, str) or len(raw) > 100:

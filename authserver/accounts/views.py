@@ -15,7 +15,7 @@ from flask import (
 from markupsafe import Markup
 
 from ..extensions import limiter
-from . import login_flow, mfa, services, signin
+from . import login_flow, mfa, passkey_views, services, signin
 from .factors import passkey, recovery, second_step
 from .forms import ConfirmForm, LoginForm, MfaEnrolForm, MfaForm, ReauthForm
 
@@ -34,6 +34,7 @@ def login():
     form = LoginForm()
     if request.method == "GET":
         form.username.data = request.args.get("login_hint", "")[:320]
+        passkey_views.prepare_login_page()
         if request.args.get("reset") == "done":
             flash("Your password has been changed.", "success")
         return render_template("accounts/login.html", form=form)

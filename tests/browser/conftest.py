@@ -7,7 +7,8 @@ Reusable by every browser test (stories 1 to 6):
 - `context`, `page`: a fresh context per test (10 s default timeouts); a failing test leaves
   a screenshot of each open page under test-artifacts/screenshots/<test>/.
 - `issuer`: Authserver on a free port with ISSUER set to its URL. Settings come from the
-  `settings` fixture plus `@pytest.mark.issuer_settings(ACCESS_TOKEN_TTL=3, ...)`.
+  `settings` fixture plus `@pytest.mark.issuer_settings(ACCESS_TOKEN_TTL=3, ...)`;
+  `ISSUER_HOST="localhost"` there gives an issuer on a host name (passkeys need one).
 - `demo_app`: examples/demo_app registered as a client of `issuer`, on its own free port.
 - `alice`: a user name and password that sign in.
 - `screenshot`: `screenshot(page, "name")` saves test-artifacts/screenshots/<test>/NN-name.png.
@@ -224,9 +225,11 @@ def issuer(settings, request):
     if marker:
         settings.update(marker.kwargs)
     port = free_port()
-    settings["ISSUER"] = f"http://127.0.0.1:{port}"
+    host = settings.pop("ISSUER_HOST", "127.0.0.1")  # "localhost" for passkeys (WebAuthn)
+    settings["ISSUER"] = f"http://{host}:{port}"
     app = create_app(settings)
     server = LiveServer(app, port).start()
+    server.url = settings["ISSUER"]
     yield server
     server.stop()
     with app.app_context():
@@ -275,7 +278,7 @@ def sign_in(page, username: str, password: str) -> None:
     page.wait_for_url(re.compile(r".*/login(\?.*)?$"))
     page.get_by_label(re.compile("user ?name", re.I)).fill(username)
     page.get_by_label(re.compile("password", re.I)).fill(password)
-    page.get_by_role("button", name=re.compile("sign in", re.I)).click()
+    page.get_by_role("button", name=re.compile(r"^sign in$", re.I)).click()
 
 
 def field(page, name: str):

@@ -404,3 +404,10 @@ def test_the_login_page_offers_passkeys_in_autofill(client):
     page = client.get("/login").get_data(as_text=True)
     assert 'autocomplete="username webauthn"' in page and "Sign in with a passkey" in page
     assert "/static/passkeys.js" in page
+
+
+def test_a_wrong_password_in_between_keeps_the_passkey_offer(app, client):
+    _, authn = user_with_passkey(app)
+    passkey_login_options(client)
+    assert login(client, password="wrong password").status_code == 200
+    assert passkey_login(client, authn).status_code == 303

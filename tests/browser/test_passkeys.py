@@ -1,0 +1,146 @@
+"""Issue 13 in a real browser: Chromium's virtual authenticator (CDP WebAuthn domain) plays a
+platform authenticator with discoverable credentials and user verification."""
+from __future__ import annotations
+
+import re
+
+import pytest
+from playwright.sync_api import expect
+from sqlalchemy import select
+
+from authserver.accounts.models import Passkey
+from authserver.extensions import db
+
+from .conftest import at, copy_to_docs, field, press, sign_in
+
+pytestmark = [pytest.mark.browser, pytest.mark.issuer_settings(ISSUER_HOST="localhost")]
+
+
+def virtual_authenticator(page, **options):
+    """A CTAP2 platform authenticator inside this page's browser (resident keys, UV)."""
+    cdp = page.context.new_cdp_session(page)
+    cdp.send("WebAuthn.enable", {"enableUI": False})
+    result = cdp.send("WebAuthn.addVirtualAuthenticator", {"options": {
+        "protocol": "ctap2", "transport": "internal", "hasResidentKey": True,
+        "hasUserVerification": True, "isUserVerified": True,
+        "automaticPresenceSimulation": True, **options}})
+    return cdp, result["authenticatorId"]
+
+
+def credentials(cdp, authenticator_id) -> list[dict]:
+    return cdp.send("WebAuthn.getCredentials", {"authenticatorId": authenticator_id})["credentials"]
+
+
+def presence(cdp, authenticator_id, enabled: bool) -> None:
+    """With automatic presence off, a WebAuthn request waits (as if the user had not touched
+    the sensor yet)."""
+    cdp.send("WebAuthn.setAutomaticPresenceSimulation",
+             {"authenticatorId": authenticator_id, "enabled": enabled})
+
+
+def press_passkey_button(page, cdp, auth_id, open_login) -> None:
+    """Open the login page with the autofill offer left waiting (no presence yet), then press
+    *Sign in with a passkey*, which cancels the offer and asks for the passkey itself."""
+    presence(cdp, auth_id, False)
+    with page.expect_response(re.compile(r".*/login/passkey/options$")):
+        open_login()
+    page.wait_for_timeout(300)  # the offer reaches the authenticator, which waits
+    presence(cdp, auth_id, True)
+    page.get_by_role("button", name="Sign in with a passkey").click()
+
+
+def stored(issuer) -> list[Passkey]:
+    with issuer.app.app_context():
+        rows = list(db.session.scalars(select(Passkey)))
+        db.session.expunge_all()
+        return rows
+
+
+def add_passkey(page, issuer, name: str) -> None:
+    page.goto(f"{issuer.url}/account/passkeys")
+    page.locator("#passkey-name").fill(name)
+    press(page, "Add a passkey")
+    expect(page.locator(".flash")).to_contain_text("added")
+
+
+def sign_out(page, issuer) -> None:
+    page.goto(f"{issuer.url}/logout")
+    press(page, "Sign out")
+
+
+def test_add_a_passkey_sign_out_and_sign_in_with_it_into_an_app(page, issuer, demo_app, alice,
+                                                                  screenshot):
+    cdp, auth_id = virtual_authenticator(page)
+    username, password = alice
+    page.goto(f"{issuer.url}/login")
+    sign_in(page, username, password)
+    page.wait_for_url(f"{issuer.url}/account")
+    add_passkey(page, issuer, "Work laptop")
+    expect(page.locator(".passkeys")).to_contain_text("Work laptop")
+    expect(page.locator(".passkeys")).to_contain_text("never used")
+    copy_to_docs(screenshot(page, "account-passkeys"), "passkeys-account.png")
+    [cred] = credentials(cdp, auth_id)
+    assert cred["isResidentCredential"] is True
+    [pk] = stored(issuer)
+    assert pk.name == "Work laptop" and pk.credential_id == cred["credentialId"].rstrip("=")\
+        .replace("+", "-").replace("/", "_")
+
+    sign_out(page, issuer)
+    press_passkey_button(page, cdp, auth_id, lambda: page.goto(demo_app.url + "/"))
+    page.wait_for_url(demo_app.url + "/")
+    expect(page.locator("#user-name")).to_have_text("Alice Example")
+    [pk] = stored(issuer)
+    [cred] = credentials(cdp, auth_id)
+    assert pk.last_used_at is not None and pk.sign_count == cred["signCount"]
+
+
+def test_autofill_signs_in_after_the_page_re_renders(page, issuer, alice):
+    """Conditional UI: the username field offers the passkey; a wrong password re-renders the
+    page and the offer is made again (the script arms it on every page show)."""
+    username, password = alice
+    page.goto(f"{issuer.url}/login")
+    sign_in(page, username, password)
+    cdp, auth_id = virtual_authenticator(page)
+    add_passkey(page, issuer, "Phone")
+    sign_out(page, issuer)
+    presence(cdp, auth_id, False)  # the first page's offer waits, unanswered
+    with page.expect_response(re.compile(r".*/login/passkey/options$")):
+        page.goto(f"{issuer.url}/login")
+    assert field(page, "username").get_attribute("autocomplete") == "username webauthn"
+    page.wait_for_timeout(300)
+    presence(cdp, auth_id, True)  # the re-rendered page's offer is answered at once
+    sign_in(page, username, "not the password")
+    page.wait_for_url(f"{issuer.url}/account")  # from the re-rendered page, by autofill
+
+
+def test_a_passkey_as_the_second_step_after_the_password(page, issuer, alice):
+    username, password = alice
+    cdp, auth_id = virtual_authenticator(page)
+    page.goto(f"{issuer.url}/login")
+    sign_in(page, username, password)
+    add_passkey(page, issuer, "Security key")
+    sign_out(page, issuer)
+    page.goto(f"{issuer.url}/login")
+    presence(cdp, auth_id, False)  # no autofill sign-in here
+    sign_in(page, username, password)
+    page.wait_for_url(at(issuer.url, "/login/mfa"))
+    presence(cdp, auth_id, True)
+    press(page, "Use a passkey")
+    page.wait_for_url(f"{issuer.url}/account")
+
+
+def test_a_removed_passkey_no_longer_signs_in(page, issuer, alice):
+    username, password = alice
+    cdp, auth_id = virtual_authenticator(page)
+    page.goto(f"{issuer.url}/login")
+    sign_in(page, username, password)
+    add_passkey(page, issuer, "Old phone")
+    page.get_by_role("button", name="Remove Old phone").click()
+    expect(page.locator(".flash")).to_contain_text("removed")
+    assert stored(issuer) == []
+    assert len(credentials(cdp, auth_id)) == 1  # still on the device
+    sign_out(page, issuer)
+    press_passkey_button(page, cdp, auth_id, lambda: page.goto(f"{issuer.url}/login"))
+    expect(page.locator("main")).to_contain_text("not registered")
+    page.goto(f"{issuer.url}/account")
+    page.wait_for_url(at(issuer.url, "/login"))
