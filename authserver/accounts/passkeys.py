@@ -73,6 +73,11 @@ def add(user: User, binding: str, credential: dict, name, second_step: bool,
     return passkey
 
 
+def of_user(user: User) -> list[Passkey]:
+    """The user's passkeys, oldest first. A lookup."""
+    return ceremony.user_passkeys(user)
+
+
 def find(user: User, passkey_id) -> Passkey:
     try:
         pid = int(passkey_id)

@@ -7,6 +7,7 @@ from __future__ import annotations
 from flask import Blueprint, g, jsonify, make_response, request, url_for
 
 from ..accounts.models import User
+from ..accounts.passkeys import PasskeyNotFound
 from ..accounts.services import UserInvalid
 from ..accounts.states import InvalidTransition
 from ..errors import AuthserverError
@@ -18,7 +19,7 @@ bp = Blueprint("admin_api", __name__)
 
 STATUS = [  # most specific first
     (guards.BearerRejected, 0),
-    ((services.UserNotFound, services.ClientNotFound), 404),
+    ((services.UserNotFound, services.ClientNotFound, PasskeyNotFound), 404),
     ((services.UserExists, services.SelfActionRefused, InvalidTransition), 409),
     (payloads.PayloadMalformed, 400),
     (payloads.MediaTypeUnsupported, 415),
@@ -127,6 +128,19 @@ def reset_mfa(user_id: int):
     user = services.get_user_or_raise(user_id)
     services.reset_mfa(user, g.principal.user_id, g.principal.client_id)
     return _user_answer(user)
+
+
+@bp.get("/api/admin/users/<int:user_id>/passkeys")
+def list_passkeys(user_id: int):
+    user = services.get_user_or_raise(user_id)
+    return jsonify({"items": [payloads.passkey_json(p) for p in services.list_passkeys(user)]})
+
+
+@bp.delete("/api/admin/users/<int:user_id>/passkeys/<int:passkey_id>")
+def remove_passkey(user_id: int, passkey_id: int):
+    user = services.get_user_or_raise(user_id)
+    services.remove_passkey(user, passkey_id, g.principal.user_id, g.principal.client_id)
+    return _no_content()
 
 
 @bp.delete("/api/admin/users/<int:user_id>/sessions")

@@ -164,6 +164,12 @@ def client_json(client: Client) -> dict:
             "created_at": _when(client.created_at)}
 
 
+def passkey_json(passkey) -> dict:
+    return {"id": passkey.id, "name": passkey.name, "second_step": passkey.second_step,
+            "backed_up": passkey.backed_up, "transports": list(passkey.transports or []),
+            "created_at": _when(passkey.created_at), "last_used_at": _when(passkey.last_used_at)}
+
+
 def event_json(event: SecurityEvent) -> dict:
     return {"id": event.id, "name": event.name, "user_id": event.user_id,
             "actor_id": event.actor_id, "client_id": event.client_id, "ip": event.ip,

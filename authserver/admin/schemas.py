@@ -173,6 +173,16 @@ COMPONENTS = {
                                        "description": "https (or http on 127.0.0.1), no "
                                                       "fragment; null removes it."},
         }, closed=True),
+        "Passkey": _object({
+            "id": {"type": "integer"}, "name": {"type": "string"},
+            "second_step": {"type": "boolean",
+                            "description": "Offered as the second step after the password; "
+                                           "removed by Reset two-step sign-in."},
+            "backed_up": {"type": "boolean", "description": "Synced between devices."},
+            "transports": {"type": "array", "items": {"type": "string"}},
+            "created_at": {"type": "string", "format": "date-time"},
+            "last_used_at": {"type": ["string", "null"], "format": "date-time"}}),
+        "PasskeyList": _object({"items": {"type": "array", "items": _ref("Passkey")}}),
         "Event": _object(EVENT_PROPS),
         "EventPage": _page("Event"),
     },
@@ -210,8 +220,18 @@ PATHS = {
     USER + "/enable": {"post": _user_action("Enable a disabled account", "enableUser", "200",
                                             409)},
     USER + "/reset-mfa": {"post": _user_action(
-        "Reset two-step sign-in: remove the authenticator app and recovery codes, end every "
-        "session and sign-in in progress, email the user", "resetMfa", "200", 409)},
+        "Reset two-step sign-in: remove the authenticator app, the recovery codes and the "
+        "passkeys used as a second step, end every session and sign-in in progress, email "
+        "the user", "resetMfa", "200", 409)},
+    USER + "/passkeys": {"get": _op(
+        "The user's passkeys (WebAuthn credentials), oldest first", "listPasskeys",
+        {"200": _json(_ref("PasskeyList"), "The passkeys."), **_problems(401, 403, 404)},
+        parameters=[_user_id()])},
+    USER + "/passkeys/{passkey_id}": {"delete": _no_content(
+        "Remove one of the user's passkeys (the user is emailed)", "removePasskey",
+        [_user_id(), {"name": "passkey_id", "in": "path", "required": True,
+                      "description": "The passkey's id.",
+                      "schema": {"type": "integer", "minimum": 1, "maximum": MAX_ID}}])},
     USER + "/sessions": {"delete": _no_content(
         "End every session and refresh token of the user", "revokeSessions", [_user_id()])},
     USER + "/licences/{client_id}": {

@@ -11,7 +11,7 @@ from sqlalchemy import ColumnElement, func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
-from ..accounts import mfa, signin, states
+from ..accounts import mfa, passkeys, signin, states
 from ..accounts import services as accounts
 from ..accounts.models import BrowserSession, Licence, User
 from ..accounts.states import Action
@@ -249,6 +249,18 @@ def reset_mfa(user: User, actor_id: int | None, client_id: str | None = None) ->
     mfa.admin_reset(user, actor_id, client_id)
     tokens.revoke_user_sessions(user.id, "admin_reset_mfa")
     db.session.commit()
+
+
+def list_passkeys(user: User) -> list:
+    """The user's passkeys, oldest first. A lookup."""
+    return passkeys.of_user(user)
+
+
+def remove_passkey(user: User, passkey_id: int, actor_id: int | None,
+                   client_id: str | None = None):
+    """Remove one of the user's passkeys (emailed, audited with the administrator); raises
+    accounts.passkeys.PasskeyNotFound. Commits."""
+    return passkeys.remove(user, passkey_id, actor_id=actor_id, client_id=client_id)
 
 
 def revoke_sessions(user: User, actor_id: int | None, client_id: str | None = None) -> int:

@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
 from ..accounts.models import User
+from ..accounts.passkeys import PasskeyNotFound
 from ..accounts.services import UserInvalid
 from ..accounts.states import InvalidTransition
 from . import guards, services
@@ -47,10 +48,12 @@ ACTIONS = {
     "enable": Action(services.enable_user, "Enabled {u.username}: they can sign in again."),
     "reset-mfa": Action(
         services.reset_mfa,
-        "Two-step sign-in reset for {u.username}: their authenticator app and recovery codes "
-        "were removed, they were signed out everywhere, and {u.email} was told.",
-        "Reset two-step sign-in of {u.username}? Their authenticator app and recovery codes "
-        "are removed and they are signed out everywhere."),
+        "Two-step sign-in reset for {u.username}: their authenticator app, recovery codes and "
+        "second-step passkeys were removed, they were signed out everywhere, and {u.email} "
+        "was told.",
+        "Reset two-step sign-in of {u.username}? Their authenticator app, recovery codes and "
+        "the passkeys they use as a second step are removed and they are signed out "
+        "everywhere."),
     "revoke-sessions": Action(
         services.revoke_sessions,
         "Signed {u.username} out everywhere: every session and refresh token ended."),
@@ -98,7 +101,8 @@ def show(user_id: int):
     questions = {name: a.question.format(u=profile.user) for name, a in ACTIONS.items()
                  if a.question}
     return render_template("admin/users/show.html", p=profile, u=profile.user,
-                           questions=questions, form=ActionForm())
+                           questions=questions, form=ActionForm(),
+                           passkeys=services.list_passkeys(profile.user))
 
 
 @bp.post("/admin/users/<int:user_id>/<action>")
@@ -115,6 +119,21 @@ def act(user_id: int, action: str):
         flash(exc.message, "error")
     else:
         flash(spec.done.format(u=user), "success")
+    return redirect(url_for("admin.show", user_id=user.id), 303)
+
+
+@bp.post("/admin/users/<int:user_id>/passkeys/<int:passkey_id>/remove")
+def remove_passkey(user_id: int, passkey_id: int):
+    """Remove one of the user's passkeys (a lost device); the user is emailed."""
+    user = _user(user_id)
+    if not ActionForm().validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    try:
+        passkey = services.remove_passkey(user, passkey_id, g.admin.id)
+    except PasskeyNotFound:
+        abort(404, description="There is no such passkey.")
+    flash(f"Removed the passkey “{passkey.name}” of {user.username}; "
+          f"{user.email} was told.", "success")
     return redirect(url_for("admin.show", user_id=user.id), 303)
 
 

@@ -411,3 +411,83 @@ def test_a_wrong_password_in_between_keeps_the_passkey_offer(app, client):
     passkey_login_options(client)
     assert login(client, password="wrong password").status_code == 200
     assert passkey_login(client, authn).status_code == 303
+
+
+# --- administrators ------------------------------------------------------------------------------
+
+def admin_client(app):
+    make_user(app, "root", admin=True)
+    c = app.test_client()
+    assert login(c, "root").status_code == 303
+    return c
+
+
+def test_the_users_module_lists_and_removes_a_users_passkeys(app):
+    uid, authn = user_with_passkey(app, name="Lost phone")
+    admin = admin_client(app)
+    page = admin.get(f"/admin/users/{uid}").get_data(as_text=True)
+    assert "Lost phone" in page and "Remove passkey Lost phone" in page
+    [pk] = passkeys_of(app, uid)
+    resp = admin.post(f"/admin/users/{uid}/passkeys/{pk.id}/remove",
+                      data={"csrf_token": csrf_from(page)})
+    assert resp.status_code == 303 and passkeys_of(app, uid) == []
+    assert "Removed the passkey" in admin.get(resp.headers["Location"]).get_data(as_text=True)
+    assert passkey_login(app.test_client(), authn).status_code == 400
+    [event] = events(app, "passkey_removed")
+    assert event.actor_id is not None and event.user_id == uid
+    with app.app_context():
+        mail = db.session.scalars(select(OutboxMessage).where(
+            OutboxMessage.kind == "passkey_changed",
+            OutboxMessage.subject.contains("removed"))).one()
+        assert "by an administrator" in mail.text
+    assert admin.post(f"/admin/users/{uid}/passkeys/{pk.id}/remove",
+                      data={"csrf_token": csrf_from(page)}).status_code == 404
+    assert admin.post(f"/admin/users/{uid}/passkeys/{pk.id}/remove").status_code == 400
+
+
+def test_reset_two_step_sign_in_removes_only_second_step_passkeys(app):
+    uid, second = user_with_passkey(app, name="Key")
+    c = app.test_client()
+    assert passkey_login(c, second).status_code == 303
+    only_passwordless, resp = add_passkey(c, name="Passwordless", second_step=False)
+    assert resp.status_code == 303
+    admin = admin_client(app)
+    page = admin.get(f"/admin/users/{uid}").get_data(as_text=True)
+    assert "Reset two-step sign-in" in page
+    resp = admin.post(f"/admin/users/{uid}/reset-mfa",
+                      data={"csrf_token": csrf_from(page), "confirm": "yes"})
+    assert resp.status_code == 303
+    assert [p.name for p in passkeys_of(app, uid)] == ["Passwordless"]
+    assert signed_in_as(c) is None  # signed out everywhere
+    assert passkey_login(app.test_client(), second).status_code == 400
+    assert passkey_login(app.test_client(), only_passwordless).status_code == 303
+    assert login(app.test_client()).headers["Location"].endswith("/account")  # no second step
+
+
+def test_the_admin_api_lists_removes_and_resets(app, client):
+    from test_admin_api import service_token
+    token, _ = service_token(app, client)
+    auth = {"Authorization": f"Bearer {token}"}
+    uid, authn = user_with_passkey(app, name="Laptop")
+    c = app.test_client()
+    passkey_login(c, authn)
+    add_passkey(c, name="Tablet")
+    resp = client.get(f"/api/admin/users/{uid}/passkeys", headers=auth)
+    assert resp.status_code == 200
+    items = resp.get_json()["items"]
+    assert [i["name"] for i in items] == ["Laptop", "Tablet"]
+    assert items[0]["second_step"] is True and items[0]["last_used_at"] is not None
+    assert set(items[0]) == {"id", "name", "second_step", "backed_up", "transports",
+                             "created_at", "last_used_at"}
+    resp = client.delete(f"/api/admin/users/{uid}/passkeys/{items[1]['id']}", headers=auth)
+    assert resp.status_code == 204
+    assert client.delete(f"/api/admin/users/{uid}/passkeys/{items[1]['id']}",
+                         headers=auth).status_code == 404
+    assert client.get("/api/admin/users/999999/passkeys", headers=auth).status_code == 404
+    resp = client.post(f"/api/admin/users/{uid}/reset-mfa", headers=auth)
+    assert resp.status_code == 200 and resp.get_json()["mfa_enabled"] is False
+    assert client.get(f"/api/admin/users/{uid}/passkeys", headers=auth).get_json() == \
+        {"items": []}
+    doc = client.get("/api/openapi.json").get_json()
+    assert "delete" in doc["paths"]["/api/admin/users/{id}/passkeys/{passkey_id}"]
+    assert "get" in doc["paths"]["/api/admin/users/{id}/passkeys"]
