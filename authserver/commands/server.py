@@ -15,7 +15,7 @@ from werkzeug.serving import make_server, run_simple
 from .. import clock, security
 from ..accounts import services as accounts
 from ..accounts import sessions
-from ..accounts.models import BrowserSession, LoginThrottle, SignIn
+from ..accounts.models import BrowserSession, LoginThrottle, SignIn, WebAuthnChallenge
 from ..audit import SecurityEvent
 from ..config import PROJECT_ROOT, Defaults
 from ..db import delete_in_batches
@@ -165,6 +165,7 @@ def purge_command(events_days, batch):
         ("code_sends", CodeSend, CodeSend.sent_at < now - day),
         ("browser_sessions", BrowserSession, BrowserSession.expires_at < now),
         ("sign_ins", SignIn, SignIn.expires_at < now - day),
+        ("webauthn_challenges", WebAuthnChallenge, WebAuthnChallenge.expires_at < now - day),
         ("login_throttles", LoginThrottle, LoginThrottle.updated_at < now - day),
         ("sent_mail", OutboxMessage, OutboxMessage.sent_at < now - 30 * day),
         ("security_events", SecurityEvent, SecurityEvent.created_at < now - events_days * day),

@@ -370,14 +370,31 @@ def test_a_second_step_passkey_counts_for_the_mfa_policy(settings):
         _empty_tables()
 
 
-def test_forgot_password_never_removes_passkeys(app, client):
+def test_forgot_password_never_removes_passkeys_nor_replaces_the_second_step(app, client):
+    from reset_steps import NEW_PASSWORD, ResetActions, last_code
     uid, authn = user_with_passkey(app)
-    from authserver.passwords import services as pw
-    with app.app_context():
-        names = [n for n in dir(pw) if "reset" in n.lower()]
-    assert names  # the reset code flow exists; it touches no passkey (checked below)
-    post_form(client, "/forgot-password", username="alice")
+    reset = ResetActions(client)
+    reset.send_code("alice")
+    resp = reset.confirm("alice", last_code(app))
+    assert resp.status_code == 303, resp.get_data(as_text=True)
     assert len(passkeys_of(app, uid)) == 1
+    # the new password is one step: the second-step passkey is still asked for
+    assert login(app.test_client(), password=NEW_PASSWORD).headers["Location"].endswith(
+        "/login/mfa")
+    assert passkey_login(app.test_client(), authn).status_code == 303
+
+
+def test_the_id_token_of_a_passkey_sign_in_carries_its_amr(app, client):
+    import base64
+    from support import AuthActions, make_client
+    _, authn = user_with_passkey(app)
+    client_id, secret = make_client(app)
+    assert passkey_login(client, authn).status_code == 303
+    resp = AuthActions(client).code_flow(client_id, secret)
+    assert resp.status_code == 200, resp.get_data(as_text=True)
+    payload = resp.get_json()["id_token"].split(".")[1]
+    claims = json.loads(base64.urlsafe_b64decode(payload + "=" * (-len(payload) % 4)))
+    assert claims["amr"] == ["hwk", "user", "mfa"]
 
 
 # --- start-up ----------------------------------------------------------------------------------
