@@ -144,3 +144,42 @@ def test_a_removed_passkey_no_longer_signs_in(page, issuer, alice):
     expect(page.locator("main")).to_contain_text("not registered")
     page.goto(f"{issuer.url}/account")
     page.wait_for_url(at(issuer.url, "/login"))
+
+
+def test_a_synced_passkey_whose_counter_stays_0(page, issuer, alice):
+    """A synced passkey (backup eligible and backed up) sends counter 0 at every use, as
+    iCloud Keychain and Google Password Manager do: it signs in again and again. Chromium's
+    virtual authenticator counts, so the test sets its counter to 2^32-1 before each use and
+    the authenticator's increment wraps it to 0. Then a counter that does not go up (set back
+    to 0, so the next use sends 1) is refused and recorded."""
+    username, password = alice
+    cdp, auth_id = virtual_authenticator(page, defaultBackupEligibility=True,
+                                         defaultBackupState=True)
+    page.goto(f"{issuer.url}/login")
+    sign_in(page, username, password)
+    add_passkey(page, issuer, "Synced")
+    [registered] = stored(issuer)
+
+    def set_counter(value: int) -> None:
+        [cred] = credentials(cdp, auth_id)
+        cdp.send("WebAuthn.setCredentialProperties", {
+            "authenticatorId": auth_id, "credentialId": cred["credentialId"],
+            "signCount": value})
+
+    for _ in range(3):
+        set_counter(2**32 - 1)
+        sign_out(page, issuer)
+        press_passkey_button(page, cdp, auth_id, lambda: page.goto(f"{issuer.url}/login"))
+        page.wait_for_url(f"{issuer.url}/account")
+        assert credentials(cdp, auth_id)[0]["signCount"] == 0  # what it sent: 0
+        [pk] = stored(issuer)
+        assert pk.backed_up and pk.sign_count == registered.sign_count
+    assert registered.sign_count >= 1  # so a counter of 1 does not go up
+    set_counter(0)
+    sign_out(page, issuer)
+    press_passkey_button(page, cdp, auth_id, lambda: page.goto(f"{issuer.url}/login"))
+    expect(page.locator("main")).to_contain_text("did not go up")
+    with issuer.app.app_context():
+        from authserver.audit import SecurityEvent
+        assert db.session.scalar(select(SecurityEvent).where(
+            SecurityEvent.name == "passkey_counter_regressed")) is not None

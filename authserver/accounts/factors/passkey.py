@@ -250,6 +250,6 @@ def _check_counter(passkey: Passkey, new: int) -> None:
         security_event("passkey_counter_regressed", user_id=passkey.user_id,
                        passkey_id=passkey.id, stored=old, received=new)
         db.session.commit()
-        raise PasskeyRejected("This passkey's use counter went backwards, which can mean it "
+        raise PasskeyRejected("This passkey's use counter did not go up, which can mean it "
                               "was copied. It was not accepted; contact your administrator.")
     passkey.sign_count = new
