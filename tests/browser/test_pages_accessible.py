@@ -52,7 +52,7 @@ def check(page, url: str, width: int, found: dict) -> None:
 def sign_in(page, username: str) -> None:
     page.locator("input[name=username]").fill(username)
     page.locator("input[name=password]").fill(PASSWORD)
-    page.get_by_role("button", name="Sign in").click()
+    page.get_by_role("button", name="Sign in", exact=True).click()
     page.wait_for_load_state()
 
 
@@ -107,4 +107,19 @@ def test_forced_password_change_page(page, issuer, width):
     page.wait_for_url("**/change-password**")
     found = {}
     check(page, page.url, width, found)
+    assert not found, found
+
+
+@pytest.mark.issuer_settings(ISSUER_HOST="localhost")
+@pytest.mark.parametrize("width", WIDTHS)
+def test_pages_with_passkeys(page, issuer, width):
+    """On a host name, /login shows *Sign in with a passkey*; /account/passkeys its form."""
+    make_user(issuer.app, "carol")
+    page.goto(issuer.url + "/login")
+    sign_in(page, "carol")
+    found = {}
+    for url in (issuer.url + "/account/passkeys", issuer.url + "/logout"):
+        check(page, url, width, found)
+    page.context.clear_cookies()
+    check(page, issuer.url + "/login", width, found)
     assert not found, found
