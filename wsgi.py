@@ -5,7 +5,9 @@ instance/authserver.cfg. The schema is brought up to date on start, under a lock
 any number of workers and machines can start together.
 """
 from authserver import create_app
+from authserver.accounts.factors import passkey
 from authserver.schema import init_schema
 
 app = create_app()
 init_schema(app)
+passkey.startup_notice(app)

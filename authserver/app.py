@@ -72,8 +72,6 @@ def create_app(overrides: dict | None = None) -> Flask:
                   all_origins=oauth_services.all_web_origins)
     init_request_metrics(app)
     init_logging(app)
-    if app.config["PASSKEYS_DISABLED_REASON"]:
-        app.logger.warning(app.config["PASSKEYS_DISABLED_REASON"])
     _init_metrics_endpoint(app)
     sender.init_app(app)
     register_commands(app)

@@ -176,19 +176,22 @@ def _derive(app: Flask) -> None:
     cfg["SESSION_COOKIE_SAMESITE"] = "Lax"
     cfg["PERMANENT_SESSION_LIFETIME"] = int(cfg["REFRESH_TOKEN_TTL"])
     cfg["PREFERRED_URL_SCHEME"] = "https" if secure else "http"
-    _derive_webauthn(cfg)
+    derive_webauthn(cfg)
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _instance_secret(app)
     cfg["SECRET_KEY"] = str(cfg["SECRET_KEY"])  # the env parser turns an all-digit key into int
 
 
-def _derive_webauthn(cfg) -> None:
+def derive_webauthn(cfg) -> None:
     """WEBAUTHN_ORIGIN (the issuer's origin), WEBAUTHN_RP_ID, and PASSKEYS_DISABLED_REASON:
     browsers refuse WebAuthn on an IP address, so passkeys are off with such an issuer."""
     parts = urlsplit(cfg["ISSUER"])
     host = (parts.hostname or "").lower()
     cfg["WEBAUTHN_ORIGIN"] = f"{parts.scheme}://{parts.netloc}".lower()
-    cfg["WEBAUTHN_RP_ID"] = str(cfg.get("WEBAUTHN_RP_ID") or host).lower().strip(".")
+    # The setting as given, kept apart, so deriving again after a change of ISSUER (as
+    # `authserver run --port` does) starts from it, not from the earlier issuer's host.
+    configured = cfg.setdefault("WEBAUTHN_RP_ID_SETTING", cfg.get("WEBAUTHN_RP_ID"))
+    cfg["WEBAUTHN_RP_ID"] = str(configured or host).lower().strip(".")
     cfg["PASSKEYS_DISABLED_REASON"] = None
     try:
         ipaddress.ip_address(host)
@@ -247,11 +250,11 @@ def check_config(app: Flask) -> None:
         raise RuntimeError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
-    _check_webauthn(cfg)
+    check_webauthn(cfg)
     outbound.check_settings(cfg)
 
 
-def _check_webauthn(cfg) -> None:
+def check_webauthn(cfg) -> None:
     """The RP ID must be the issuer's host or a parent domain of it (WebAuthn section 5.1.3),
     otherwise every passkey ceremony would fail in the browser."""
     if cfg["PASSKEYS_DISABLED_REASON"]:

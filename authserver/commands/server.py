@@ -17,7 +17,8 @@ from ..accounts import services as accounts
 from ..accounts import sessions
 from ..accounts.models import BrowserSession, LoginThrottle, SignIn, WebAuthnChallenge
 from ..audit import SecurityEvent
-from ..config import PROJECT_ROOT, Defaults
+from ..accounts.factors import passkey
+from ..config import PROJECT_ROOT, Defaults, check_webauthn, derive_webauthn
 from ..db import delete_in_batches
 from ..extensions import db
 from ..mail.models import OutboxMessage
@@ -49,7 +50,10 @@ def run_command(host, port, demo):
     app = current_app._get_current_object()
     if "AUTHSERVER_ISSUER" not in os.environ and app.config["ISSUER"] == Defaults.ISSUER:
         app.config["ISSUER"] = f"http://{host}:{port}"
+        derive_webauthn(app.config)
+        check_webauthn(app.config)
     init_schema(app)
+    passkey.startup_notice(app)
     stop_demo = None
     if demo and app.config["ORGANISATION_NAME"] == Defaults.ORGANISATION_NAME:
         app.config["ORGANISATION_NAME"] = DEMO_ORGANISATION

@@ -11,6 +11,7 @@ from sqlalchemy import select
 from support import PASSWORD, csrf_from, give_totp, make_user
 
 from authserver import create_app
+from authserver.accounts.factors import passkey
 from authserver.accounts.models import Passkey, SignIn, User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
@@ -409,8 +410,9 @@ def test_an_rp_id_that_does_not_match_the_issuer_stops_the_start(settings):
 
 def test_an_ip_address_issuer_hides_passkeys_and_says_why(settings, caplog):
     settings["ISSUER"] = "http://127.0.0.1:5000"
+    app = create_app(settings)
     with caplog.at_level(logging.WARNING):
-        app = create_app(settings)
+        passkey.startup_notice(app)  # what wsgi.py and `authserver run` call at start-up
     assert any("passkeys are off" in r.getMessage() for r in caplog.records)
     page = app.test_client().get("/login").get_data(as_text=True)
     assert "Sign in with a passkey" not in page and "webauthn" not in page
@@ -508,3 +510,17 @@ def test_the_admin_api_lists_removes_and_resets(app, client):
     doc = client.get("/api/openapi.json").get_json()
     assert "delete" in doc["paths"]["/api/admin/users/{id}/passkeys/{passkey_id}"]
     assert "get" in doc["paths"]["/api/admin/users/{id}/passkeys"]
+
+
+def test_the_rp_id_follows_an_issuer_changed_at_run(settings):
+    """`authserver run --host localhost --port P` sets ISSUER after the app is built."""
+    from authserver.config import check_webauthn, derive_webauthn
+    settings["ISSUER"] = "http://127.0.0.1:5000"
+    app = create_app(settings)
+    assert app.config["PASSKEYS_DISABLED_REASON"]
+    app.config["ISSUER"] = "http://localhost:5001"
+    derive_webauthn(app.config)
+    check_webauthn(app.config)
+    assert app.config["WEBAUTHN_RP_ID"] == "localhost"
+    assert app.config["WEBAUTHN_ORIGIN"] == "http://localhost:5001"
+    assert app.config["PASSKEYS_DISABLED_REASON"] is None

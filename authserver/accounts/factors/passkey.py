@@ -22,6 +22,7 @@ sign-in); as the second step after a password it is preferred, not required.
 from __future__ import annotations
 
 import json
+import logging
 import secrets
 from dataclasses import dataclass
 from datetime import timedelta
@@ -45,6 +46,8 @@ from ...audit import security_event
 from ...errors import AuthserverError
 from ...extensions import db
 from ..models import Passkey, User, WebAuthnChallenge
+
+log = logging.getLogger(__name__)
 
 CHALLENGE_TTL = 300  # seconds
 TIMEOUT_MS = 300_000
@@ -73,6 +76,12 @@ class Assertion:
         the user verification (user) that makes it two factors (mfa)."""
         key = "swk" if self.backed_up else "hwk"
         return [key, "user", "mfa"] if self.user_verified else [key, "mfa"]
+
+
+def startup_notice(app) -> None:
+    """Say in the server's start-up log why passkeys are off (an IP-address issuer)."""
+    if app.config["PASSKEYS_DISABLED_REASON"]:
+        log.warning(app.config["PASSKEYS_DISABLED_REASON"])
 
 
 def enabled() -> bool:
