@@ -1,7 +1,7 @@
 """passkeys (WebAuthn credentials) and their single-use challenges
 
 Revision ID: 9c4e1a7b2f53
-Revises: 5a1c9e7b3d20
+Revises: a7c1e5b2d904
 Create Date: 2026-12-06 06:00:00
 
 """
@@ -12,7 +12,7 @@ from authserver.db import UTCDateTime
 
 # revision identifiers, used by Alembic.
 revision = '9c4e1a7b2f53'
-down_revision = '5a1c9e7b3d20'
+down_revision = 'a7c1e5b2d904'
 branch_labels = None
 depends_on = None
 
