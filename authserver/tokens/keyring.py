@@ -166,7 +166,7 @@ class _KeyringCache:
     def _load(self) -> None:
         with self.engine.connect() as conn:
             generation, keys = keystore.read_key_set(conn, self.config)
-        if generation is None:
+        if generation is None or not keys:
             raise keystore.KeySetMissing("the key set is gone from the database")
         keyring = Keyring(keys)
         try:

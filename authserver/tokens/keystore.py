@@ -158,6 +158,8 @@ def import_key_set(engine: Engine, config: Mapping, keys: list[StoredKey], now: 
     (tokens they signed stop verifying); a kid present on both sides with other key
     material is refused. One transaction: every node sees the old set or the new one.
     """
+    if not keys:
+        raise KeySetConflict("nothing to import: the file or folder holds no key")
     for key in keys:
         keyset.load_private_key(key, f"key {key.entry.kid}")
     incoming = {key.entry.kid: key for key in keys}
