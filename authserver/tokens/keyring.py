@@ -130,6 +130,7 @@ class _KeyringCache:
         self._keyring: Keyring | None = None
         self._generation: int | None = None
         self._checked_at = 0.0
+        self.outcome: str | None = None
 
     def _fresh(self) -> bool:
         # A monotonic clock going backwards (only freezegun does that) counts as stale.
@@ -156,7 +157,9 @@ class _KeyringCache:
         self._load()
         if outcome != "present":
             log.info("signing key set %s in the database", outcome)
-        return outcome
+        if self.outcome is None or outcome != "present":
+            self.outcome = outcome  # what this process did first (the app factory starts it)
+        return self.outcome
 
     def _seed(self) -> list[StoredKey]:
         keys = keyfiles.read_folder(self.keys_dir)
