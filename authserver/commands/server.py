@@ -59,6 +59,7 @@ def run_command(host, port, demo):
     if "AUTHSERVER_ISSUER" not in os.environ and app.config["ISSUER"] == Defaults.ISSUER:
         app.config["ISSUER"] = f"http://{host}:{port}"
     init_schema(app)
+    keyring.start_app(app)
     stop_demo = None
     if demo and app.config["ORGANISATION_NAME"] == Defaults.ORGANISATION_NAME:
         app.config["ORGANISATION_NAME"] = DEMO_ORGANISATION

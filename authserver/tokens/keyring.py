@@ -214,8 +214,13 @@ def init_app(app: Flask) -> None:
 
 
 def start_app(app: Flask) -> str:
-    """Adopt, seed or create the issuer's key set now (`authserver init`); what happened."""
-    return app.extensions[EXTENSION].start()
+    """Adopt, seed or create the issuer's key set now, after the schema is up to date
+    (`authserver init`, `run`, wsgi.py); returns what happened. Fails fast, like a start."""
+    cache = app.extensions[EXTENSION]
+    outcome = cache.start()
+    if cache.engine.url.database not in (None, "", ":memory:"):
+        cache.engine.dispose()  # `gunicorn --preload`: no pooled connection crosses the fork
+    return outcome
 
 
 def keyring_for(app: Flask) -> Keyring:
