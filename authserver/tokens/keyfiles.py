@@ -121,6 +121,10 @@ def mirror(keys_dir: str, keys: list[StoredKey], now: datetime) -> list[str]:
             path = os.path.join(keys_dir, f"{kid}.pem")
             if _current(path) != key.pem:
                 write_atomic(path, key.pem)
+            elif os.stat(path).st_mode & 0o077:
+                os.chmod(path, 0o600)
+                log.warning("%s was readable by others: set to mode 0600. The key may have "
+                            "been exposed; consider `authserver keys rotate`.", path)
         body = _manifest_body(keys)
         if _current(os.path.join(keys_dir, MANIFEST)) != body:
             write_atomic(os.path.join(keys_dir, MANIFEST), body)

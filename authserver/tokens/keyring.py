@@ -50,9 +50,9 @@ class _View(NamedTuple):
     signing: dict
 
 
-def _load_key(key: StoredKey) -> _LoadedKey:
+def _load_key(key: StoredKey, sealed: bool) -> _LoadedKey:
     entry = key.entry
-    native = load_private_key(key, f"key {entry.kid}")
+    native = load_private_key(key, f"key {entry.kid}", sealed=sealed)
     params = {"kid": entry.kid, "alg": entry.alg, "use": "sig"}
     key_cls = RSAKey if entry.alg == "RS256" else ECKey
     public = key_cls.import_key(native.public_key(), parameters=params)
@@ -65,9 +65,10 @@ class Keyring:
     only changes at an activates_at or retires_at instant, so a view is keyed by how
     many of those instants have passed (a bisect and a dict lookup per call)."""
 
-    def __init__(self, keys: list[StoredKey]):
-        """Load and check every key (RSA under 2048 bits, or a wrong type, is refused)."""
-        loaded = [_load_key(key) for key in keys]
+    def __init__(self, keys: list[StoredKey], *, sealed: bool = False):
+        """Load and check every key (RSA under 2048 bits, or a wrong type, is refused);
+        sealed=True for keys read from the database (see keyset.load_private_key)."""
+        loaded = [_load_key(key, sealed) for key in keys]
         self._keys = {key.entry.kid: key for key in loaded}
         self._instants = sorted({key.entry.activates_at for key in loaded}
                                 | {key.entry.retires_at for key in loaded if key.entry.retires_at})
@@ -171,7 +172,7 @@ class _KeyringCache:
             generation, keys = keystore.read_key_set(conn, self.config)
         if generation is None or not keys:
             raise keystore.KeySetMissing("the key set is gone from the database")
-        keyring = Keyring(keys)
+        keyring = Keyring(keys, sealed=True)
         try:
             keyfiles.mirror(self.keys_dir, keys, clock.now())
         except OSError:

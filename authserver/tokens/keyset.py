@@ -155,11 +155,16 @@ def rotation(entries: list[KeyEntry], now: datetime, *, jwks_cache_ttl: int, max
     return updated, [new_key(alg, now, activates_at, taken) for alg in ALGS]
 
 
-def load_private_key(key: StoredKey, where: str):
-    """The `cryptography` private key of a stored key, checked against its entry's alg."""
+def load_private_key(key: StoredKey, where: str, *, sealed: bool = False):
+    """The `cryptography` private key of a stored key, checked against its entry's alg.
+
+    sealed=True (a key read from the database, authenticated by its AES-GCM seal, so checked
+    when it entered the set) skips OpenSSL's RSA consistency check, the slow part of a load.
+    """
     key.entry.check()
     try:
-        native = serialization.load_pem_private_key(key.pem, password=None)
+        native = serialization.load_pem_private_key(key.pem, password=None,
+                                                    unsafe_skip_rsa_key_validation=sealed)
     except (ValueError, TypeError) as exc:
         raise KeyFileInvalid(f"{where} is not an unencrypted PEM private key") from exc
     if key.entry.alg == "RS256":
@@ -175,7 +180,9 @@ def load_private_key(key: StoredKey, where: str):
 
 
 def public_der(key: StoredKey) -> bytes:
-    """The SubjectPublicKeyInfo of a stored key: equal for the same key however it was stored."""
-    native = serialization.load_pem_private_key(key.pem, password=None)
+    """The SubjectPublicKeyInfo of a stored key: equal for the same key however it was stored
+    (a comparison only: load_private_key is what checks a key)."""
+    native = serialization.load_pem_private_key(key.pem, password=None,
+                                                unsafe_skip_rsa_key_validation=True)
     return native.public_key().public_bytes(serialization.Encoding.DER,
                                             serialization.PublicFormat.SubjectPublicKeyInfo)

@@ -203,6 +203,15 @@ def test_mirror_leaves_a_matching_folder_untouched(base, tmp_path):
             for name in os.listdir(path)} == before
 
 
+def test_mirror_closes_a_key_file_others_can_read(base, tmp_path):
+    path = str(tmp_path / "keys")
+    keyfiles.write_key_set(path, base)
+    pem = os.path.join(path, base[0].entry.kid + ".pem")
+    os.chmod(pem, 0o644)
+    keyfiles.mirror(path, base, T1)
+    assert _mode(pem) == 0o600
+
+
 def test_mirror_sets_stray_keys_aside_and_writes_the_set(base, rotated, tmp_path):
     path = str(tmp_path / "keys")
     stray = keyset.new_key_set(T0)
