@@ -10,7 +10,7 @@ from __future__ import annotations
 import re
 import secrets
 from dataclasses import dataclass, replace
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from cryptography.hazmat.primitives import serialization
@@ -82,7 +82,7 @@ def format_time(value: datetime | None) -> str | None:
 def utc(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("naive datetime: use clock.now()")
-    return value.astimezone(timezone.utc)
+    return value.astimezone(UTC)
 
 
 def signing_entries(entries: list[KeyEntry], now: datetime) -> dict[str, KeyEntry]:

@@ -10,16 +10,16 @@ import json
 import re
 import shutil
 import time
-from datetime import datetime
+from datetime import UTC, datetime
 
 import pytest
 import requests
 from joserfc import jwt
 from joserfc.jwk import KeySet
 
+from authserver.tokens import keyfiles, keyset
 from prodkit import (Deployment, Gunicorn, cli, deployment_env, done, free_port, pg_server_url,
                      postgres_only, scratch_database, stop_all)
-from authserver.tokens import keyfiles, keyset
 
 pytestmark = postgres_only
 
@@ -117,7 +117,7 @@ def test_keys_rotate_on_one_machine_reaches_the_other_and_publishes_before_it_si
     old = kids(a)
     out = done(cli(env_b, "keys", "rotate"))
     rotated_at = time.monotonic()
-    activates = {datetime.fromisoformat(t.replace("Z", "+00:00")).timestamp()
+    activates = {datetime.fromisoformat(t).timestamp()
                  for t in re.findall(r"signs from (\S+)", out)}
     assert len(activates) == 1, out
     activates_at = activates.pop()
@@ -150,7 +150,7 @@ def test_a_server_with_stray_local_keys_adopts_the_set_and_never_signs_with_them
     dep, _, _ = issuer
     a = dep.servers[0]
     folder = dep.root / "keys-c"
-    stray = keyset.new_key_set(datetime.now().astimezone())
+    stray = keyset.new_key_set(datetime.now(UTC))
     keyfiles.write_key_set(str(folder), stray)
     stray_kids = {key.entry.kid for key in stray}
     env_c = {**dep.env, "AUTHSERVER_KEYS_DIR": str(folder),

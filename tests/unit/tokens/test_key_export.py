@@ -3,7 +3,7 @@ test database to a separate SQLite one with another secret key), encrypted on th
 import json
 import os
 import stat
-from datetime import datetime, timezone
+from datetime import UTC, datetime
 
 import pytest
 
@@ -119,7 +119,7 @@ def test_export_refuses_a_short_passphrase_and_an_existing_file(app, tmp_path):
 def test_a_keys_folder_imports_too(target, tmp_path):
     """The keys folder of an install from before keys lived in the database."""
     folder = tmp_path / "old-keys"
-    keys = keyset.new_key_set(datetime(2029, 6, 1, tzinfo=timezone.utc))
+    keys = keyset.new_key_set(datetime(2029, 6, 1, tzinfo=UTC))
     keyfiles.write_key_set(str(folder), keys)
     result = target.test_cli_runner().invoke(args=["keys", "import", "--replace", str(folder)])
     assert result.exit_code == 0, result.output

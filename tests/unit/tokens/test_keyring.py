@@ -3,7 +3,7 @@ and the keys folder that holds a copy of the set."""
 import json
 import os
 import stat
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
@@ -17,7 +17,7 @@ from authserver.errors import AuthserverError
 from authserver.tokens import keyfiles, keyset
 from authserver.tokens import keyring as kr
 
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=30)
 CACHE_TTL, TOKEN_TTL, SLACK = 3600, 3600, 300
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi"}
