@@ -140,11 +140,11 @@ def _set_aside(keys_dir: str, kids: list[str], now: datetime) -> None:
             write_atomic(os.path.join(target, MANIFEST), fh.read())
     for kid in kids:
         os.replace(os.path.join(keys_dir, f"{kid}.pem"), os.path.join(target, f"{kid}.pem"))
-    log.warning("keys folder %s held signing keys that are not the issuer's key set (%s): moved "
-                "to %s and never used. The issuer's keys live in the database and every node "
-                "signs with those; to make the set-aside keys the issuer's instead, run "
-                "`authserver keys import` with an export of them.", keys_dir, ", ".join(kids),
-                target)
+    log.warning("keys folder %s held signing keys that are not (or no longer) in the issuer's "
+                "key set (%s): moved to %s and never used. The issuer's keys live in the "
+                "database and every node signs with those; to make the set-aside keys the "
+                "issuer's instead, run `authserver keys import --replace %s`.", keys_dir,
+                ", ".join(kids), target, target)
 
 
 def write_key_set(keys_dir: str, keys: list[StoredKey]) -> None:

@@ -252,7 +252,7 @@ def rotate_app(app: Flask, now: datetime) -> tuple[list[KeyEntry], list[KeyEntry
         jwks_cache_ttl=int(config["JWKS_CACHE_TTL"]),
         max_token_ttl=max(int(config["ACCESS_TOKEN_TTL"]), int(config["ID_TOKEN_TTL"])),
         slack=int(config["KEY_RETIRE_SLACK"]))
-    app.extensions[EXTENSION].invalidate()
+    fresh_keyring(app)  # this process, and this machine's keys folder, at once
     return result
 
 
@@ -260,7 +260,7 @@ def import_app(app: Flask, keys: list[StoredKey], now: datetime, *, replace: boo
     """keystore.import_key_set on the app's database; (kids imported, kids dropped)."""
     result = keystore.import_key_set(app.extensions[EXTENSION].engine, app.config, keys, now,
                                      replace=replace)
-    app.extensions[EXTENSION].invalidate()
+    fresh_keyring(app)
     return result
 
 
