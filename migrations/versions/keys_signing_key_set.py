@@ -1,7 +1,7 @@
 """the issuer's signing key set in the database (private keys sealed under the secret key)
 
 Revision ID: 6b1d4e7a2c95
-Revises: c0a5e1b7d2f4
+Revises: 5a1c9e7b3d20
 Create Date: 2026-12-06 05:40:00
 
 """
@@ -13,7 +13,7 @@ import authserver.db
 
 # revision identifiers, used by Alembic.
 revision = '6b1d4e7a2c95'
-down_revision = 'c0a5e1b7d2f4'
+down_revision = '5a1c9e7b3d20'
 branch_labels = None
 depends_on = None
 
