@@ -8,11 +8,13 @@ from flask import Flask
 from sqlalchemy import select, update
 
 from authserver import create_app, sealing
+from authserver.accounts.factors.totp import PURPOSE as TOTP
+from authserver.accounts.models import User
 from authserver.config import load_config
 from authserver.extensions import db
 from authserver.tokens import keystore
 from authserver.tokens.models import SigningKey
-from support import TEST_SECRET, make_client
+from support import TEST_SECRET, make_client, make_user
 
 NEW = "the-new-secret-key-0123456789abcdef"
 
@@ -36,11 +38,22 @@ def reseal(app):
     return result.output
 
 
-def test_reseal_moves_every_signing_key_to_the_new_secret_key(app, settings):
+def test_reseal_moves_every_sealed_column_to_the_new_secret_key(app, settings):
+    """The signing keys, and the authenticator secret another module registered."""
+    user_id = make_user(app, "totp-user")
+    with app.app_context():
+        db.session.execute(update(User).where(User.id == user_id).values(
+            totp_secret=sealing.seal(app.config, b"JBSWY3DPEHPK3PXP", TOTP)))
+        db.session.commit()
     before, published = sealed_values(app), jwks(app)
     rotated = node(settings, SECRET_KEY=NEW, SECRET_KEY_FALLBACKS=[TEST_SECRET])
     assert jwks(rotated) == published  # the fallback opens the old seals meanwhile
-    assert "signing_keys.private_key: 2 re-sealed" in reseal(rotated)
+    output = reseal(rotated)
+    assert "signing_keys.private_key: 2 re-sealed" in output
+    assert "users.totp_secret: 1 re-sealed" in output
+    with app.app_context():
+        sealed = db.session.scalar(select(User.totp_secret).where(User.id == user_id))
+    assert sealing.unseal({"SECRET_KEY": NEW}, sealed, TOTP) == b"JBSWY3DPEHPK3PXP"
     after = sealed_values(app)
     assert after.keys() == before.keys()
     for kid, value in after.items():
