@@ -1,7 +1,7 @@
 """the issuer's signing key set in the database (private keys sealed under the secret key)
 
 Revision ID: 6b1d4e7a2c95
-Revises: 5a1c9e7b3d20
+Revises: a7c1e5b2d904
 Create Date: 2026-12-06 05:40:00
 
 """
@@ -13,7 +13,7 @@ import authserver.db
 
 # revision identifiers, used by Alembic.
 revision = '6b1d4e7a2c95'
-down_revision = '5a1c9e7b3d20'
+down_revision = 'a7c1e5b2d904'
 branch_labels = None
 depends_on = None
 
