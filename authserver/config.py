@@ -38,6 +38,8 @@ class Defaults:
     CLIENT_CACHE_TTL = 10
     JWKS_CACHE_TTL = 3600
     KEY_RETIRE_SLACK = 300
+    KEYS_RELOAD_INTERVAL = 10  # seconds between two checks of the key set's generation
+    SECRET_KEY_FALLBACKS = ()  # earlier secret keys: still open sealed values and sessions
 
     PASSWORD_MIN_LENGTH = 8
     PASSWORD_MAX_LENGTH = 256
@@ -180,6 +182,18 @@ def _derive(app: Flask) -> None:
     if not cfg.get("SECRET_KEY"):
         cfg["SECRET_KEY"] = _instance_secret(app)
     cfg["SECRET_KEY"] = str(cfg["SECRET_KEY"])  # the env parser turns an all-digit key into int
+    cfg["SECRET_KEY_FALLBACKS"] = _key_list(cfg.get("SECRET_KEY_FALLBACKS"))
+
+
+def _key_list(value) -> list[str]:
+    """SECRET_KEY_FALLBACKS as a list of strings, newest first. The environment form is a
+    JSON list (`["old"]`) or keys separated by commas (`old,older`); a single key is a
+    list of one, never a list of its characters."""
+    if value is None:
+        return []
+    if isinstance(value, (str, bytes, int)):
+        value = (value.decode() if isinstance(value, bytes) else str(value)).split(",")
+    return [str(key).strip() for key in value if str(key).strip()]
 
 
 def derive_webauthn(cfg) -> None:
@@ -248,6 +262,11 @@ def check_config(app: Flask) -> None:
     if cfg.get("PASSWORD_HASH_CONCURRENCY") is not None and \
             int(cfg["PASSWORD_HASH_CONCURRENCY"]) < 1:
         raise RuntimeError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
+    reload_interval = float(cfg["KEYS_RELOAD_INTERVAL"])
+    if not 0 < reload_interval < int(cfg["JWKS_CACHE_TTL"]):
+        # Every node must publish a rotated key before any node signs with it.
+        raise RuntimeError("AUTHSERVER_KEYS_RELOAD_INTERVAL must be positive and below "
+                           "AUTHSERVER_JWKS_CACHE_TTL")
     if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
         raise RuntimeError("signing algorithms must be RS256 or ES256")
     check_webauthn(cfg)

@@ -4,8 +4,8 @@ from .audit import SecurityEvent
 from .mail.models import OutboxMessage
 from .oauth.models import AuthorizationCode, Client, Consent
 from .passwords.models import CodeSend, ResetCode
-from .tokens.models import RefreshToken, RevokedAccessToken
+from .tokens.models import KeySetState, RefreshToken, RevokedAccessToken, SigningKey
 
-__all__ = ["AuthorizationCode", "BrowserSession", "Client", "CodeSend", "Consent", "Licence",
-           "LoginThrottle", "OutboxMessage", "RefreshToken", "ResetCode", "RevokedAccessToken",
-           "SecurityEvent", "User"]
+__all__ = ["AuthorizationCode", "BrowserSession", "Client", "CodeSend", "Consent", "KeySetState",
+           "Licence", "LoginThrottle", "OutboxMessage", "RefreshToken", "ResetCode",
+           "RevokedAccessToken", "SecurityEvent", "SigningKey", "User"]

@@ -16,6 +16,7 @@ from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives import hashes
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
+from sqlalchemy import select, update
 
 from .errors import AuthserverError
 
@@ -73,3 +74,39 @@ def unseal(config: Mapping, sealed: str, purpose: str) -> bytes:
 def reseal(config: Mapping, sealed: str, purpose: str) -> str:
     """The same plaintext sealed under the current secret key (after a key change)."""
     return seal(config, unseal(config, sealed, purpose), purpose)
+
+
+def reseal_all(session, tables: Mapping, config: Mapping) -> dict[str, int]:
+    """Re-seal every value of every SEALED column under the current secret key, in the
+    caller's transaction; returns {"table.column": values re-sealed}.
+
+    A value that the current key already opens is left as it is, so running it again
+    changes nothing; a value no configured key opens raises SealBroken (nothing is written
+    once the caller rolls back). `tables` maps table names to SQLAlchemy Tables.
+    """
+    current = {**config, "SECRET_KEY_FALLBACKS": ()}
+    counts: dict[str, int] = {}
+    for table_name, column, purpose in SEALED:
+        table = tables[table_name]
+        keys, target = list(table.primary_key.columns), table.c[column]
+        count = 0
+        for row in session.execute(select(*keys, target).where(target.is_not(None))).all():
+            if _opens(current, row[-1], purpose):
+                continue
+            try:
+                new = reseal(config, row[-1], purpose)
+            except SealBroken as exc:
+                raise SealBroken(f"{table_name}.{column} {tuple(row[:-1])}: {exc}") from exc
+            session.execute(update(table).where(*[key == value for key, value in zip(keys, row)])
+                            .values({column: new}))
+            count += 1
+        counts[f"{table_name}.{column}"] = count
+    return counts
+
+
+def _opens(config: Mapping, sealed: str, purpose: str) -> bool:
+    try:
+        unseal(config, sealed, purpose)
+    except SealBroken:
+        return False
+    return True

@@ -188,19 +188,35 @@ def imitate_verify() -> None:
     time.sleep(_VERIFY_TIME.value or 0)
 
 
-def _hash_key() -> bytes:
-    key = current_app.extensions.get("authserver.hash_key")
-    if key is None:
-        key = hmac.new(str(current_app.config["SECRET_KEY"]).encode(), b"authserver keyed hash v1",
-                       hashlib.sha256).digest()
-        current_app.extensions["authserver.hash_key"] = key
-    return key
+def _hash_keys() -> list[bytes]:
+    """The HMAC keys derived from SECRET_KEY, then from each SECRET_KEY_FALLBACKS key."""
+    keys = current_app.extensions.get("authserver.hash_key")
+    if keys is None:
+        secrets_ = [current_app.config["SECRET_KEY"],
+                    *(current_app.config.get("SECRET_KEY_FALLBACKS") or ())]
+        keys = [hmac.new(str(secret).encode(), b"authserver keyed hash v1",
+                         hashlib.sha256).digest() for secret in secrets_]
+        current_app.extensions["authserver.hash_key"] = keys
+    return keys
 
 
 def keyed_hash(value: str, purpose: str = "") -> str:
     """HMAC-SHA256 of a secret under the server key: codes, tokens and client secrets at rest."""
     msg = f"{purpose}\x00{value}".encode()
-    return hmac.new(_hash_key(), msg, hashlib.sha256).hexdigest()
+    return hmac.new(_hash_keys()[0], msg, hashlib.sha256).hexdigest()
+
+
+def keyed_hash_matches(stored: str, value: str, purpose: str = "") -> bool:
+    """Whether `stored` is the keyed hash of `value` under the secret key or a fallback.
+
+    For client secrets: a secret-key change must not lock every client out while the old
+    key is still listed in SECRET_KEY_FALLBACKS. Constant time per candidate key.
+    """
+    msg = f"{purpose}\x00{value}".encode()
+    found = False
+    for key in _hash_keys():
+        found |= equal(stored, hmac.new(key, msg, hashlib.sha256).hexdigest())
+    return found
 
 
 def equal(a: str | bytes, b: str | bytes) -> bool:

@@ -12,7 +12,8 @@ from sqlalchemy import text
 from authserver import create_app
 from authserver.extensions import db
 from authserver.schema import init_schema
-from authserver.tokens.keyring import ensure_keys
+from authserver.tokens.keyfiles import write_key_set
+from authserver.tokens.keyset import new_key_set
 from support import (FROZEN_AT, AuthActions, LiveServer, _empty_tables, base_settings,
                      database_url, free_port, is_postgres, make_client, make_user)
 
@@ -20,7 +21,7 @@ from support import (FROZEN_AT, AuthActions, LiveServer, _empty_tables, base_set
 @pytest.fixture(scope="session")
 def keys_dir(tmp_path_factory):
     path = tmp_path_factory.mktemp("keys")
-    ensure_keys(str(path), datetime(2020, 1, 1, tzinfo=timezone.utc))
+    write_key_set(str(path), new_key_set(datetime(2020, 1, 1, tzinfo=timezone.utc)))
     return str(path)
 
 

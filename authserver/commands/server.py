@@ -30,13 +30,22 @@ from ..tokens import keyring
 from ..tokens import services as tokens
 
 
+INIT_OUTCOMES = {
+    "present": "this issuer's key set, from the database",
+    "seeded": "the keys folder's keys, now the issuer's key set in the database",
+    "created": "a new key set, in the database",
+    "completed": "the issuer's key set, with a new key for an algorithm that had none",
+}
+
+
 @click.command("init")
 @with_appcontext
 def init_command():
     """Create or upgrade the schema and the signing keys (idempotent)."""
     init_schema(current_app)
-    keyring.ensure_keys(current_app.config["KEYS_DIR"], clock.now())
-    click.echo(f"Schema is up to date; keys are in {current_app.config['KEYS_DIR']}.")
+    outcome = keyring.start_app(current_app)
+    click.echo(f"Schema is up to date; signing keys: {INIT_OUTCOMES[outcome]} (a copy is in "
+               f"{current_app.config['KEYS_DIR']}).")
 
 
 @click.command("run")
@@ -53,6 +62,7 @@ def run_command(host, port, demo):
         derive_webauthn(app.config)
         check_webauthn(app.config)
     init_schema(app)
+    keyring.start_app(app)
     passkey.startup_notice(app)
     stop_demo = None
     if demo and app.config["ORGANISATION_NAME"] == Defaults.ORGANISATION_NAME:

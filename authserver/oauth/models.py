@@ -58,8 +58,7 @@ class Client(db.Model, ClientMixin):
     def check_client_secret(self, client_secret: str) -> bool:
         if self.public or not self.secret_hash or not client_secret:
             return False
-        return security.equal(self.secret_hash,
-                              security.keyed_hash(client_secret, "client_secret"))
+        return security.keyed_hash_matches(self.secret_hash, client_secret, "client_secret")
 
     def check_endpoint_auth_method(self, method: str, endpoint: str) -> bool:
         if self.public:

@@ -60,3 +60,34 @@ class RevokedAccessToken(db.Model):
 
     jti: Mapped[str] = mapped_column(String(64), primary_key=True)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
+
+
+class SigningKey(db.Model):
+    """One key of the issuer's signing key set, shared by every node that uses this database.
+
+    The private key (PKCS#8 PEM) is sealed under the secret key (sealing.py), so a dump of
+    the table alone yields no key. Status is computed from the times, as in keyset.py.
+    """
+
+    __tablename__ = "signing_keys"
+
+    kid: Mapped[str] = mapped_column(String(100), primary_key=True)
+    alg: Mapped[str] = mapped_column(String(8))
+    private_key: Mapped[str] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    activates_at: Mapped[datetime] = mapped_column(UTCDateTime)
+    retires_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+
+class KeySetState(db.Model):
+    """The one row (id 1) that says the key set exists; its generation counts every change.
+
+    Its primary key makes two racing first starts create one set; every change takes its
+    row lock first and bumps the generation, which is all a node reads to know it is current.
+    """
+
+    __tablename__ = "key_set"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True, autoincrement=False)
+    generation: Mapped[int] = mapped_column(Integer)
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime)

@@ -1,26 +1,23 @@
-"""The keyring: key files, time-based rotation, the public JWKS and the `keys` commands."""
+"""The keyring's rules without a database: new keys, time-based rotation, the public JWKS,
+and the keys folder that holds a copy of the set."""
 import json
 import os
-import shutil
 import stat
-import threading
-import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from flask import Flask
 from freezegun import freeze_time
 from joserfc import jwt
 from joserfc.jwt import JWTClaimsRegistry
 
-from authserver.commands.keys import keys
 from authserver.errors import AuthserverError
+from authserver.tokens import keyfiles, keyset
 from authserver.tokens import keyring as kr
 
-T0 = datetime(2030, 1, 1, 12, 0, tzinfo=timezone.utc)
+T0 = datetime(2030, 1, 1, 12, 0, tzinfo=UTC)
 T1 = T0 + timedelta(days=30)
 CACHE_TTL, TOKEN_TTL, SLACK = 3600, 3600, 300
 PRIVATE = {"d", "p", "q", "dp", "dq", "qi"}
@@ -28,107 +25,60 @@ ROTATE = {"jwks_cache_ttl": CACHE_TTL, "max_token_ttl": TOKEN_TTL, "slack": SLAC
 
 
 @pytest.fixture(scope="module")
-def base_dir(tmp_path_factory):
-    """One RS256 + ES256 key pair made at T0, copied by each test (generation is slow)."""
-    path = tmp_path_factory.mktemp("keyring") / "keys"
-    created = kr.ensure_keys(str(path), T0)
-    return str(path), created
+def base():
+    """One RS256 + ES256 key pair made at T0 (generation is slow: once per module)."""
+    return keyset.new_key_set(T0)
 
 
 @pytest.fixture(scope="module")
-def rotated_dir(base_dir, tmp_path_factory):
-    """The same keys after `rotate` at T1: state is computed from the time, so a test
-    reads "before rotation" at T1 - x and "after" at T1 + x from the same files."""
-    path = tmp_path_factory.mktemp("rotated") / "keys"
-    shutil.copytree(base_dir[0], path)
-    old = _kid(str(path), "RS256", "signing", T1) + _kid(str(path), "ES256", "signing", T1)
-    return str(path), old, kr.rotate(str(path), T1, **ROTATE)
-
-
-@pytest.fixture
-def keys_dir(base_dir, tmp_path):
-    path = tmp_path / "keys"
-    shutil.copytree(base_dir[0], path)  # copy2 keeps the 0600 modes
-    return str(path)
-
-
-@pytest.fixture
-def rotated(rotated_dir, tmp_path):
-    """(keys_dir, old RS256 and ES256 kids, new RS256 and ES256 kids) after a rotation at T1."""
-    path = tmp_path / "keys"
-    shutil.copytree(rotated_dir[0], path)
-    return (str(path),) + rotated_dir[1:]
-
-
-def _kid(keys_dir, alg, status, now):
-    entries = kr.Keyring.load(keys_dir).entries(now)
-    return [e["kid"] for e in entries if e["alg"] == alg and e["status"] == status]
+def rotated(base):
+    """(keys, old RS256 and ES256 kids, new RS256 and ES256 kids) after a rotation at T1:
+    state is computed from the time, so a test reads "before" at T1 - x and "after" at
+    T1 + x from the same keys."""
+    updated, new = keyset.rotation([key.entry for key in base], T1, **ROTATE)
+    by_kid = {key.entry.kid: key for key in base}
+    keys = [keyset.StoredKey(entry, by_kid[entry.kid].pem) for entry in updated] + new
+    return keys, [key.entry.kid for key in base], [key.entry.kid for key in new]
 
 
 def _mode(path):
     return stat.S_IMODE(os.stat(path).st_mode)
 
 
-def test_ensure_keys_creates_an_rs256_and_an_es256_key_in_0600_files(base_dir):
-    path, created = base_dir
-    manifest = json.loads(Path(path, "keys.json").read_text())
-    assert created is True
-    assert sorted(item["alg"] for item in manifest) == ["ES256", "RS256"]
-    assert _mode(path) == 0o700
-    for item in manifest:
-        assert item["kid"].startswith(f"2030-01-01-{item['alg'].lower()}-")
-        assert item["activates_at"] == "2030-01-01T12:00:00Z"
-        assert item["retires_at"] is None
-        pem = os.path.join(path, f"{item['kid']}.pem")
-        assert _mode(pem) == 0o600
-        assert b"BEGIN PRIVATE KEY" in Path(pem).read_bytes()  # PKCS#8
+def test_a_new_key_set_is_an_rs256_and_an_es256_key_that_sign_at_once(base):
+    assert sorted(key.entry.alg for key in base) == ["ES256", "RS256"]
+    for key in base:
+        assert key.entry.kid.startswith(f"2030-01-01-{key.entry.alg.lower()}-")
+        assert key.entry.activates_at == T0 and key.entry.retires_at is None
+        assert key.pem.startswith(b"-----BEGIN PRIVATE KEY")  # PKCS#8
+    keyring = kr.Keyring(base)
+    assert {alg: keyring.signing_key(alg, T0).kid for alg in ("RS256", "ES256")} == {
+        key.entry.alg: key.entry.kid for key in base}
 
 
-def test_ensure_keys_is_idempotent(keys_dir):
-    manifest = Path(keys_dir, "keys.json")
-    before = sorted(os.listdir(keys_dir)), manifest.read_text()
-    assert kr.ensure_keys(keys_dir, T1) is False
-    assert (sorted(os.listdir(keys_dir)), manifest.read_text()) == before
+def test_complete_adds_a_key_only_for_an_alg_without_a_published_one(base):
+    assert keyset.complete([key.entry for key in base], T1) == []
+    rs_only = [key.entry for key in base if key.entry.alg == "RS256"]
+    assert [key.entry.alg for key in keyset.complete(rs_only, T1)] == ["ES256"]
 
 
-def test_ensure_keys_racing_creates_one_set(tmp_path):
-    """Two starts at once: the flock lets one create the keys, the other sees them."""
-    path, results = str(tmp_path / "keys"), []
-    threads = [threading.Thread(target=lambda: results.append(kr.ensure_keys(path, T0)))
-               for _ in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    assert sorted(results) == [False, True]
-    assert len(kr.read_manifest(path)) == 2
-    assert len([name for name in os.listdir(path) if name.endswith(".pem")]) == 2
-
-
-def test_load_refuses_a_group_readable_key_file(keys_dir):
-    pem = os.path.join(keys_dir, kr.read_manifest(keys_dir)[0].kid + ".pem")
-    os.chmod(pem, 0o644)
-    with pytest.raises(kr.KeyFileTooOpen) as info:
-        kr.Keyring.load(keys_dir)
-    assert isinstance(info.value, AuthserverError)
-    assert "chmod 600" in info.value.message
-
-
-def test_load_refuses_a_1024_bit_rsa_key(tmp_path):
+def test_a_1024_bit_rsa_key_is_refused():
     weak = rsa.generate_private_key(public_exponent=65537, key_size=1024)
     pem = weak.private_bytes(serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8,
                              serialization.NoEncryption())
-    fd = os.open(tmp_path / "weak-rs256.pem", os.O_WRONLY | os.O_CREAT, 0o600)
-    with os.fdopen(fd, "wb") as fh:
-        fh.write(pem)
-    entry = kr.KeyEntry("weak-rs256", "RS256", T0, T0)
-    (tmp_path / "keys.json").write_text(json.dumps([entry.to_json()]))
-    with pytest.raises(kr.KeyTooWeak):
-        kr.Keyring.load(str(tmp_path))
+    with pytest.raises(keyset.KeyTooWeak) as info:
+        kr.Keyring([keyset.StoredKey(keyset.KeyEntry("weak-rs256", "RS256", T0, T0), pem)])
+    assert isinstance(info.value, AuthserverError)
+
+
+def test_a_key_of_the_wrong_type_for_its_alg_is_refused(base):
+    es = next(key for key in base if key.entry.alg == "ES256")
+    with pytest.raises(keyset.KeyFileInvalid):
+        kr.Keyring([keyset.StoredKey(keyset.KeyEntry("x-rs256", "RS256", T0, T0), es.pem)])
 
 
 def test_public_jwks_has_public_members_only_and_a_kid_on_every_key(rotated):
-    keyring = kr.Keyring.load(rotated[0])
+    keyring = kr.Keyring(rotated[0])
     jwks = keyring.public_jwks(T1)
     assert len(jwks["keys"]) == 4
     for jwk in jwks["keys"]:
@@ -138,17 +88,17 @@ def test_public_jwks_has_public_members_only_and_a_kid_on_every_key(rotated):
     assert PRIVATE & set(keyring.signing_key("RS256", T1).as_dict(private=True))
 
 
-def test_public_jwks_is_computed_once_per_key_state(keys_dir):
-    keyring = kr.Keyring.load(keys_dir)
+def test_public_jwks_is_computed_once_per_key_state(base):
+    keyring = kr.Keyring(base)
     first = keyring.public_jwks(T1)
     assert keyring.public_jwks(T1 + timedelta(days=9)) is first
 
 
 def test_rotate_publishes_at_once_signs_after_the_jwks_cache_ttl_then_retires_the_old(rotated):
-    keys_dir, (old_rs, old_es), (new_rs, new_es) = rotated
+    keys, (old_rs, old_es), (new_rs, new_es) = rotated
     activates = T1 + timedelta(seconds=CACHE_TTL)
     retires = activates + timedelta(seconds=TOKEN_TTL + SLACK)
-    keyring = kr.Keyring.load(keys_dir)
+    keyring = kr.Keyring(keys)
 
     def published():
         return {jwk["kid"] for jwk in keyring.public_jwks(kr.clock.now())["keys"]}
@@ -169,8 +119,8 @@ def test_rotate_publishes_at_once_signs_after_the_jwks_cache_ttl_then_retires_th
 
 
 def test_entries_report_next_signing_published_and_retired(rotated):
-    keys_dir, (old, _), (new, _) = rotated
-    keyring = kr.Keyring.load(keys_dir)
+    keys, (old, _), (new, _) = rotated
+    keyring = kr.Keyring(keys)
 
     def statuses(now):
         return {e["kid"]: e["status"] for e in keyring.entries(now) if e["alg"] == "RS256"}
@@ -182,7 +132,7 @@ def test_entries_report_next_signing_published_and_retired(rotated):
 
 def test_a_token_signed_by_the_old_key_verifies_until_it_expires(rotated):
     """Worst case: signed in the last second before the new key takes over."""
-    keyring = kr.Keyring.load(rotated[0])
+    keyring = kr.Keyring(rotated[0])
     with freeze_time(T1 + timedelta(seconds=CACHE_TTL - 1)) as frozen:
         key = keyring.signing_key("RS256", kr.clock.now())
         token = jwt.encode({"alg": "RS256", "kid": key.kid},
@@ -195,7 +145,7 @@ def test_a_token_signed_by_the_old_key_verifies_until_it_expires(rotated):
 
 
 def test_a_token_signed_before_rotation_verifies_until_it_expires(rotated):
-    keyring = kr.Keyring.load(rotated[0])
+    keyring = kr.Keyring(rotated[0])
     with freeze_time(T1 - timedelta(minutes=5)) as frozen:
         key = keyring.signing_key("ES256", kr.clock.now())
         token = jwt.encode({"alg": "ES256", "kid": key.kid},
@@ -206,66 +156,71 @@ def test_a_token_signed_before_rotation_verifies_until_it_expires(rotated):
 
 
 def test_a_second_rotation_retires_the_pending_key_and_keeps_earlier_retirements(rotated):
-    keys_dir, (old, _), (first, _) = rotated
-    second = kr.rotate(keys_dir, T1 + timedelta(seconds=10), **ROTATE)[0]
-    retires = {e.kid: e.retires_at for e in kr.read_manifest(keys_dir)}
+    keys, (old, _), (first, _) = rotated
+    updated, new = keyset.rotation([key.entry for key in keys], T1 + timedelta(seconds=10),
+                                   **ROTATE)
+    retires = {e.kid: e.retires_at for e in updated + [key.entry for key in new]}
     assert retires[old] == T1 + timedelta(seconds=CACHE_TTL + TOKEN_TTL + SLACK)
     assert retires[first] == T1 + timedelta(seconds=10 + CACHE_TTL + TOKEN_TTL + SLACK)
-    assert retires[second] is None
-    assert oct(_mode(os.path.join(keys_dir, f"{second}.pem"))) == oct(0o600)
+    assert retires[new[0].entry.kid] is None
 
 
-def test_signing_key_without_a_usable_key_raises(tmp_path):
+def test_signing_key_without_a_usable_key_raises():
     with pytest.raises(kr.SigningKeyMissing):
-        kr.Keyring.load(str(tmp_path)).signing_key("RS256", T0)
+        kr.Keyring([]).signing_key("RS256", T0)
 
 
-@pytest.fixture
-def app(keys_dir):
-    app = Flask(__name__)
-    app.config.update(TESTING=True, KEYS_DIR=keys_dir, JWKS_CACHE_TTL=CACHE_TTL,
-                      ACCESS_TOKEN_TTL=TOKEN_TTL, ID_TOKEN_TTL=1800, KEY_RETIRE_SLACK=SLACK)
-    kr.init_app(app)
-    app.cli.add_command(keys)
-    return app
+# --- the keys folder: a copy of the set -------------------------------------------------------
+
+def test_a_written_folder_has_0600_pems_and_a_manifest_and_reads_back(base, tmp_path):
+    path = str(tmp_path / "keys")
+    keyfiles.write_key_set(path, base)
+    manifest = json.loads(Path(path, "keys.json").read_text())
+    assert _mode(path) == 0o700
+    assert {item["kid"] for item in manifest} == {key.entry.kid for key in base}
+    assert all(item["activates_at"] == "2030-01-01T12:00:00Z" for item in manifest)
+    for key in base:
+        assert _mode(os.path.join(path, f"{key.entry.kid}.pem")) == 0o600
+    assert keyfiles.read_folder(path) == sorted(base, key=lambda k: (k.entry.created_at,
+                                                                      k.entry.alg))
 
 
-def test_current_keyring_reloads_after_the_manifest_changes(app, keys_dir):
-    with freeze_time(T1) as frozen, app.app_context():
-        before = kr.current_keyring()
-        assert kr.current_keyring() is before  # cached
-        new = kr.rotate(keys_dir, kr.clock.now(), **ROTATE)
-        assert kr.current_keyring() is before  # stat() at most once a second
-        frozen.tick(timedelta(seconds=2))
-        after = kr.current_keyring()
-        assert after is not before
-        assert set(new) <= {jwk["kid"] for jwk in after.public_jwks(kr.clock.now())["keys"]}
-        frozen.tick(timedelta(seconds=2))
-        assert kr.current_keyring() is after  # unchanged manifest: no reload
+def test_reading_a_folder_refuses_a_group_readable_key_file(base, tmp_path):
+    path = str(tmp_path / "keys")
+    keyfiles.write_key_set(path, base)
+    os.chmod(os.path.join(path, base[0].entry.kid + ".pem"), 0o644)
+    with pytest.raises(keyfiles.KeyFileTooOpen) as info:
+        kr.Keyring.from_folder(path)
+    assert "chmod 600" in info.value.message
 
 
-def test_keys_list_shows_kid_alg_and_status(app, keys_dir):
-    with freeze_time(T1):
-        result = app.test_cli_runner().invoke(args=["keys", "list"])
-    assert result.exit_code == 0, result.output
-    lines = result.output.splitlines()
-    assert lines[0].split() == ["KID", "ALG", "STATUS", "ACTIVATES_AT", "RETIRES_AT"]
-    assert len(lines) == 3
-    assert all(line.split()[2:] == ["signing", "2030-01-01T12:00:00Z", "-"] for line in lines[1:])
+def test_mirror_leaves_a_matching_folder_untouched(base, tmp_path):
+    path = str(tmp_path / "keys")
+    keyfiles.write_key_set(path, base)
+    before = {name: os.stat(os.path.join(path, name)).st_mtime_ns for name in os.listdir(path)}
+    assert keyfiles.mirror(path, base, T1) == []
+    assert {name: os.stat(os.path.join(path, name)).st_mtime_ns
+            for name in os.listdir(path)} == before
 
 
-def test_keys_rotate_prints_new_kids_and_when_the_old_ones_retire(app, keys_dir):
-    runner = app.test_cli_runner()
-    with freeze_time(T1):
-        result = runner.invoke(args=["keys", "rotate"])
-        listing = runner.invoke(args=["keys", "list"]).output
-    assert result.exit_code == 0, result.output
-    new = [e.kid for e in kr.read_manifest(keys_dir) if e.retires_at is None]
-    assert len(new) == 2 and all(kid in result.output for kid in new)
-    assert "signs from 2030-01-31T13:00:00Z" in result.output
-    # retires after the longer token lifetime (ACCESS_TOKEN_TTL here) plus the slack
-    assert result.output.count("retires at 2030-01-31T14:05:00Z") == 2
-    assert "PRIVATE" not in result.output + listing
-    assert [line.split()[2] for line in listing.splitlines()[1:]].count("next") == 2
-    with app.app_context():
-        assert set(new) <= {j["kid"] for j in kr.current_keyring().public_jwks(T1)["keys"]}
+def test_mirror_closes_a_key_file_others_can_read(base, tmp_path):
+    path = str(tmp_path / "keys")
+    keyfiles.write_key_set(path, base)
+    pem = os.path.join(path, base[0].entry.kid + ".pem")
+    os.chmod(pem, 0o644)
+    keyfiles.mirror(path, base, T1)
+    assert _mode(pem) == 0o600
+
+
+def test_mirror_sets_stray_keys_aside_and_writes_the_set(base, rotated, tmp_path):
+    path = str(tmp_path / "keys")
+    stray = keyset.new_key_set(T0)
+    keyfiles.write_key_set(path, stray)
+    moved = keyfiles.mirror(path, rotated[0], T1)
+    assert sorted(moved) == sorted(key.entry.kid for key in stray)
+    assert keyfiles.read_folder(path) == sorted(rotated[0], key=lambda k: (
+        k.entry.created_at, k.entry.alg, k.entry.kid))
+    aside = [name for name in os.listdir(path) if name.startswith("stray-")]
+    assert len(aside) == 1
+    assert {key.entry.kid for key in keyfiles.read_folder(os.path.join(path, aside[0]))} == set(
+        moved)
