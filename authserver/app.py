@@ -25,7 +25,7 @@ from .observability import REGISTRY, init_logging, init_request_metrics
 from .oauth import cors
 from .oauth import services as oauth_services
 from .oauth import backchannel
-from .oauth.discovery import bp as discovery_bp
+from .oauth.discovery import bp as discovery_bp, serve_well_known
 from .oauth.server import build_server
 from .oauth.views import bp as oauth_bp
 from .passwords.views import bp as passwords_bp
@@ -73,6 +73,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     init_request_metrics(app)
     init_logging(app)
     _init_metrics_endpoint(app)
+    serve_well_known(app, SECURITY_HEADERS)
     sender.init_app(app)
     register_commands(app)
     return app
