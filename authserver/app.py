@@ -5,7 +5,7 @@ import os
 import uuid
 
 from flask import Flask, Response, abort, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,7 +21,7 @@ from .errors import register_error_handlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .mail.sender import status as mail_status
 from .mail import sender
-from .observability import REGISTRY, init_logging, init_request_metrics
+from .observability import REGISTRY, exposition, init_logging, init_request_metrics
 from .oauth import cors
 from .oauth import services as oauth_services
 from .oauth import backchannel
@@ -125,10 +125,11 @@ def _init_request_hooks(app: Flask) -> None:
         return resp
 
 
+# Set at each scrape; with several workers the last scrape's values are the ones shown.
 MAIL_GAUGE = Gauge("authserver_mail_messages", "Outbox messages by state", ["state"],
-                   registry=REGISTRY)
+                   registry=REGISTRY, multiprocess_mode="mostrecent")
 MAIL_AGE = Gauge("authserver_mail_oldest_queued_seconds", "Age of the oldest queued message",
-                 registry=REGISTRY)
+                 registry=REGISTRY, multiprocess_mode="mostrecent")
 
 
 def _init_metrics_endpoint(app: Flask) -> None:
@@ -141,4 +142,4 @@ def _init_metrics_endpoint(app: Flask) -> None:
         for state in ("queued", "sent", "failed"):
             MAIL_GAUGE.labels(state=state).set(info[state])
         MAIL_AGE.set(info["oldest_queued_age"] or 0)
-        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+        return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from flask import Flask, g, has_request_context, request
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("authserver_http_requests_total", "HTTP requests by endpoint and status",
@@ -22,6 +24,17 @@ EVENTS = Counter("authserver_security_events_total",
 TLS_REJECTED = Counter("authserver_outbound_tls_rejected_total",
                        "Outbound TLS connections refused: the peer's certificate or host name "
                        "failed verification", ["protocol"], registry=REGISTRY)
+
+
+def exposition() -> bytes:
+    """The Prometheus text for /metrics. Under gunicorn with several workers
+    (PROMETHEUS_MULTIPROC_DIR set, see deploy/gunicorn.conf.py) every worker writes its
+    values to files in that folder and a scrape adds them up, whichever worker answers."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
 
 
 def count_event(name: str) -> None:
