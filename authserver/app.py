@@ -5,6 +5,7 @@ import os
 import uuid
 
 from flask import Flask, Response, abort, g, request
+from flask.sessions import SecureCookieSessionInterface
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
@@ -110,7 +111,33 @@ def _init_favicon(app: Flask) -> None:
         return app.send_static_file("favicon.svg")
 
 
+# Endpoints called by apps with tokens and client credentials, never with the browser's
+# cookie: Flask's cookie session is neither read nor written there.
+NO_COOKIE_SESSION_PATHS = frozenset({"/token", "/revoke", "/introspect", "/userinfo"})
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, skipped on NO_COOKIE_SESSION_PATHS (a null session:
+    nothing parsed, nothing signed, no `Vary: Cookie`) and with its serializer built once."""
+
+    def __init__(self):
+        self._serializers = {}
+
+    def get_signing_serializer(self, app):
+        serializer = self._serializers.get(app.secret_key)
+        if serializer is None:
+            serializer = self._serializers[app.secret_key] = super().get_signing_serializer(app)
+        return serializer
+
+    def open_session(self, app, request):
+        if request.path in NO_COOKIE_SESSION_PATHS:
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def _init_request_hooks(app: Flask) -> None:
+    app.session_interface = _SessionInterface()
+
     @app.before_request
     def assign_request_id():
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex

@@ -52,14 +52,21 @@ def init_request_metrics(app: Flask) -> None:
     def _start_timer():
         g.request_started = time.perf_counter()
 
+    children: dict[tuple, tuple] = {}  # label lookups once per (endpoint, method, status)
+
     @app.after_request
     def _observe(resp):
         endpoint = request.endpoint or "unmatched"
+        labels = (endpoint, request.method, resp.status_code)
+        pair = children.get(labels)
+        if pair is None:
+            pair = children[labels] = (
+                LATENCY.labels(endpoint=endpoint),
+                REQUESTS.labels(endpoint=endpoint, method=labels[1], status=str(labels[2])))
         started = g.get("request_started")
         if started is not None:
-            LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        REQUESTS.labels(endpoint=endpoint, method=request.method,
-                        status=str(resp.status_code)).inc()
+            pair[0].observe(time.perf_counter() - started)
+        pair[1].inc()
         if endpoint == "oauth.token" and resp.status_code == 200:
             count_token(request.form.get("grant_type", ""))
         return resp

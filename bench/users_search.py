@@ -43,7 +43,9 @@ def queries(count: int) -> dict[str, str]:
         "first.last prefix (~1/18,000)": "mary.tan",
         "email fragment": "tanaka.12",
         "exact user name": known,
+        "first name only, clustered (~1/150)": "william.",
         "no match": "zqxj",
+        "two letters, no match (the scan)": "zq",
     }
 
 
@@ -78,11 +80,11 @@ def explain(url: str, q: str) -> str:
     from authserver.extensions import db
     app = create_app()
     with app.app_context():
-        from authserver.admin import services as admin
+        from authserver.accounts import search
         from sqlalchemy import select
         from authserver.accounts.models import User
         stmt = select(User).order_by(User.username_key)
-        where = admin._matching(q) if hasattr(admin, "_matching") else None
+        where = search.matching(q)
         if where is not None:
             stmt = stmt.where(where)
         stmt = stmt.limit(21)

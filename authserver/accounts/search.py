@@ -8,13 +8,14 @@ the `LIKE '%q%'` below; the indexes only narrow where it is evaluated:
 - PostgreSQL: the pg_trgm GIN indexes on the three key columns serve the LIKE itself.
 - SQLite: the FTS5 table `users_search` (trigram tokenizer, kept by triggers on `users`,
   migration speed_users_search) finds the ids of users containing q, for q of 3 characters
-  or more. When it finds few, the LIKE runs on those rows only; when q is common (more than
-  CANDIDATE_CAP matches) or shorter than 3 characters, the LIKE scans users in user-name
-  order, which reaches a page of matches quickly exactly because they are common.
+  or more. When it finds at most CANDIDATE_CAP (2% of a million), the LIKE runs on those
+  rows only; when q is more common than that, or shorter than 3 characters, the LIKE scans
+  users in user-name order, which reaches a page of matches quickly because they are common
+  (a rare term of 1 or 2 characters scans the whole table: see docs/performance.md).
 """
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, and_, or_, text
+from sqlalchemy import ColumnElement, Select, and_, column, or_, select, table, text
 
 from ..extensions import db
 from .models import User
@@ -22,9 +23,11 @@ from .models import User
 MAX_QUERY = 100
 FTS_TABLE = "users_search"
 MIN_INDEXED = 3  # a trigram index knows nothing of shorter terms
-CANDIDATE_CAP = 2000
+CANDIDATE_CAP = 20_000
 
-_CANDIDATES = text(f"SELECT rowid FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase LIMIT :cap")
+_COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase "
+              "LIMIT :cap)")
+_FTS = table(FTS_TABLE, column("rowid"))
 
 
 def clean_query(q: str | None) -> str:
@@ -45,14 +48,16 @@ def matching(q: str | None) -> ColumnElement[bool] | None:
     return rule if ids is None else and_(User.id.in_(ids), rule)
 
 
-def _sqlite_candidates(q: str) -> list[int] | None:
-    """Ids of the users whose key columns contain q, from the trigram index; None when the
-    index cannot help (not SQLite, q too short, or q too common to be worth listing)."""
+def _sqlite_candidates(q: str) -> Select | None:
+    """The ids of the users whose key columns contain q, from the trigram index, as a
+    subquery; None when the index cannot help (not SQLite, q too short, q too common)."""
     if len(q) < MIN_INDEXED or db.session.get_bind().dialect.name != "sqlite":
         return None
     phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character is literal
-    ids = db.session.scalars(_CANDIDATES, {"phrase": phrase, "cap": CANDIDATE_CAP + 1}).all()
-    return None if len(ids) > CANDIDATE_CAP else list(ids)
+    if db.session.scalar(_COUNT, {"phrase": phrase, "cap": CANDIDATE_CAP + 1}) > CANDIDATE_CAP:
+        return None
+    return select(_FTS.c.rowid).where(text(f"{FTS_TABLE} MATCH :phrase").bindparams(
+        phrase=phrase))
 
 
 def is_search_index(name: str | None) -> bool:
