@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import clock
 from ..accounts import mfa, passkeys, signin, states
 from ..accounts import services as accounts
-from ..accounts.search import MAX_QUERY, clean_query, matching
+from ..accounts.search import MAX_QUERY, clean_query, matching  # noqa: F401 (views, tests)
 from ..accounts.models import BrowserSession, Licence, User
 from ..accounts.states import Action
 from ..audit import SecurityEvent, security_event

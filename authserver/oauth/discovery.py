@@ -16,8 +16,8 @@ from collections.abc import Callable, Iterable, Mapping
 from flask import Blueprint, Flask, Response, current_app, json
 
 from .. import clock
-from ..tokens import keyring
 from ..observability import LATENCY, REQUESTS
+from ..tokens import keyring
 from .services import SCOPES
 
 bp = Blueprint("discovery", __name__)
@@ -88,7 +88,7 @@ DISCOVERY_MAX_AGE, JWKS_MAX_AGE = 3600, 300
 class _Body:
     """One answer's bytes and headers, built once; `key` says what it was built from."""
 
-    __slots__ = ("key", "body", "etag", "ok_headers", "not_modified_headers")
+    __slots__ = ("body", "etag", "key", "not_modified_headers", "ok_headers")
 
     def __init__(self, key, body: bytes, max_age: int, extra: Mapping[str, str]):
         self.key, self.body = key, body

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import pytest
 from sqlalchemy import text
+from support import is_postgres, make_user
 
 from authserver.accounts import search
 from authserver.accounts import services as accounts
 from authserver.accounts.models import User
 from authserver.extensions import db
-from support import is_postgres, make_user
 
 
 def found(q: str) -> list[str]:

@@ -6,7 +6,6 @@ from __future__ import annotations
 import shutil
 
 import pytest
-
 from support import make_client
 
 PATHS = ("/.well-known/openid-configuration", "/.well-known/jwks.json")

@@ -11,10 +11,18 @@ from concurrent.futures import ThreadPoolExecutor
 
 import pytest
 import requests
+from prodkit import (
+    Deployment,
+    Gunicorn,
+    client_credentials,
+    deployment_env,
+    free_port,
+    pg_server_url,
+    scratch_database,
+    seed,
+    stop_all,
+)
 from prometheus_client.parser import text_string_to_metric_families
-
-from prodkit import (Deployment, Gunicorn, client_credentials, deployment_env, free_port,
-                     pg_server_url, scratch_database, seed, stop_all)
 
 pytestmark = [pytest.mark.slow]
 
