@@ -138,7 +138,11 @@ class WellKnown:
         return answer
 
     def jwks(self) -> _Body:
-        keys = keyring.keyring_for(self.app).public_jwks(clock.now())
+        try:
+            keys = keyring.keyring_for(self.app).public_jwks(clock.now())
+        except RuntimeError:  # a keyring that reloads through the app (its database)
+            with self.app.app_context():
+                keys = keyring.keyring_for(self.app).public_jwks(clock.now())
         kids = tuple(key.get("kid") for key in keys["keys"])
         answer = self._jwks
         if answer is None or answer.key != kids:
