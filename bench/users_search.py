@@ -169,12 +169,21 @@ def run_db(db: str, count: int, args) -> dict:
     os.environ.update({k: v for k, v in env.items() if k.startswith("AUTHSERVER_")})
     server = None
     try:
-        h.log(f"{db}: init, then {count:,} users")
-        h.cli(["init"], env)
-        h.cli(["users", "create", "benchadmin", "--email", "benchadmin@example.com",
-               "--password", h.PASSWORD, "--admin"], env)
-        load_s = pg_load(url, count) if db == "postgres" else seed.insert_users(
-            url, count, progress=lambda n: h.log(f"  {n:,} users") if n % 250_000 == 0 else None)
+        if db == "sqlite" and args.sqlite_file:
+            h.log(f"sqlite: a copy of {args.sqlite_file} (made by an earlier run), migrated")
+            shutil.copy(args.sqlite_file, workdir / "users.db")
+            h.cli(["init"], env)
+            load_s = 0.0
+        else:
+            h.log(f"{db}: init, then {count:,} users")
+            h.cli(["init"], env)
+            h.cli(["users", "create", "benchadmin", "--email", "benchadmin@example.com",
+                   "--password", h.PASSWORD, "--admin"], env)
+            load_s = pg_load(url, count) if db == "postgres" else seed.insert_users(
+                url, count, progress=lambda n: h.log(f"  {n:,} users") if n % 250_000 == 0
+                else None)
+        if db == "sqlite" and args.keep_sqlite:
+            shutil.copy(workdir / "users.db", args.keep_sqlite)
         h.log(f"{db}: loaded in {load_s:.0f} s")
         qs = queries(count)
         server = h.Server("authserver", "wsgi:app", h.ROOT, port, h.GunicornSettings(1), env,
@@ -208,6 +217,11 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--sqlite-users", type=int, default=None,
                         help="users for SQLite (default: --users)")
+    parser.add_argument("--sqlite-file", type=Path, default=None,
+                        help="start SQLite from a copy of this database (--keep-sqlite of an "
+                             "earlier run) instead of loading the users again")
+    parser.add_argument("--keep-sqlite", type=Path, default=None,
+                        help="copy the loaded SQLite database here, for --sqlite-file")
     parser.add_argument("--requests", type=int, default=200, help="per query")
     parser.add_argument("--max-seconds", type=float, default=30,
                         help="per query: stop early (after at least 6 samples) past this")

@@ -8,10 +8,11 @@ the `LIKE '%q%'` below; the indexes only narrow where it is evaluated:
 - PostgreSQL: the pg_trgm GIN indexes on the three key columns serve the LIKE itself.
 - SQLite: the FTS5 table `users_search` (trigram tokenizer, kept by triggers on `users`,
   migration speed_users_search) finds the ids of users containing q, for q of 3 characters
-  or more. When it finds at most CANDIDATE_CAP (2% of a million), the LIKE runs on those
-  rows only; when q is more common than that, or shorter than 3 characters, the LIKE scans
-  users in user-name order, which reaches a page of matches quickly because they are common
-  (a rare term of 1 or 2 characters scans the whole table: see docs/performance.md).
+  or more. Up to SORT_CAP matches, those rows are fetched by id and sorted; up to
+  CANDIDATE_CAP (2% of a million) the user-name index is walked in order, testing
+  membership, until a page is full; when q is more common than that, or shorter than 3
+  characters, the LIKE scans users in user-name order, which reaches a page of matches
+  quickly because they are common. See docs/performance.md for the slow cases left.
 """
 from __future__ import annotations
 
@@ -23,7 +24,8 @@ from .models import User
 MAX_QUERY = 100
 FTS_TABLE = "users_search"
 MIN_INDEXED = 3  # a trigram index knows nothing of shorter terms
-CANDIDATE_CAP = 20_000
+CANDIDATE_CAP = 20_000  # more matches than this: the plain scan finds a page at once
+SORT_CAP = 2_000  # up to this many: fetched by id and sorted; more: the user-name index walk
 
 _COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase "
               "LIMIT :cap)")
@@ -44,20 +46,29 @@ def matching(q: str | None) -> ColumnElement[bool] | None:
     like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
     rule = or_(User.username_key.like(like, escape="\\"), User.email_key.like(like, escape="\\"),
                User.name_key.like(like, escape="\\"))
-    ids = _sqlite_candidates(q)
-    return rule if ids is None else and_(User.id.in_(ids), rule)
+    found = _sqlite_candidates(q)
+    if found is None:
+        return rule
+    ids, count = found
+    if count <= SORT_CAP:  # few: fetch them by id, sort those
+        return and_(User.id.in_(ids), rule)
+    # Many: walk the user-name index in order and test membership (`+ 0` keeps SQLite
+    # from driving the query by id), stopping at a page of matches.
+    return and_((User.id + 0).in_(ids), rule)
 
 
-def _sqlite_candidates(q: str) -> Select | None:
+def _sqlite_candidates(q: str) -> tuple[Select, int] | None:
     """The ids of the users whose key columns contain q, from the trigram index, as a
-    subquery; None when the index cannot help (not SQLite, q too short, q too common)."""
+    subquery, and how many; None when the index cannot help (not SQLite, q too short, q too
+    common)."""
     if len(q) < MIN_INDEXED or db.session.get_bind().dialect.name != "sqlite":
         return None
     phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character is literal
-    if db.session.scalar(_COUNT, {"phrase": phrase, "cap": CANDIDATE_CAP + 1}) > CANDIDATE_CAP:
+    count = db.session.scalar(_COUNT, {"phrase": phrase, "cap": CANDIDATE_CAP + 1})
+    if count > CANDIDATE_CAP:
         return None
     return select(_FTS.c.rowid).where(text(f"{FTS_TABLE} MATCH :phrase").bindparams(
-        phrase=phrase))
+        phrase=phrase)), count
 
 
 def is_search_index(name: str | None) -> bool:
