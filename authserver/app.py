@@ -5,7 +5,8 @@ import os
 import uuid
 
 from flask import Flask, Response, abort, g, request
-from prometheus_client import CONTENT_TYPE_LATEST, Gauge, generate_latest
+from flask.sessions import SecureCookieSessionInterface
+from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
@@ -21,11 +22,11 @@ from .errors import register_error_handlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .mail.sender import status as mail_status
 from .mail import sender
-from .observability import REGISTRY, init_logging, init_request_metrics
+from .observability import REGISTRY, exposition, init_logging, init_request_metrics
 from .oauth import cors
 from .oauth import services as oauth_services
 from .oauth import backchannel
-from .oauth.discovery import bp as discovery_bp
+from .oauth.discovery import bp as discovery_bp, serve_well_known
 from .oauth.server import build_server
 from .oauth.views import bp as oauth_bp
 from .passwords.views import bp as passwords_bp
@@ -73,6 +74,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     init_request_metrics(app)
     init_logging(app)
     _init_metrics_endpoint(app)
+    serve_well_known(app, SECURITY_HEADERS)
     sender.init_app(app)
     register_commands(app)
     return app
@@ -109,7 +111,33 @@ def _init_favicon(app: Flask) -> None:
         return app.send_static_file("favicon.svg")
 
 
+# Endpoints called by apps with tokens and client credentials, never with the browser's
+# cookie: Flask's cookie session is neither read nor written there.
+NO_COOKIE_SESSION_PATHS = frozenset({"/token", "/revoke", "/introspect", "/userinfo"})
+
+
+class _SessionInterface(SecureCookieSessionInterface):
+    """Flask's signed-cookie session, skipped on NO_COOKIE_SESSION_PATHS (a null session:
+    nothing parsed, nothing signed, no `Vary: Cookie`) and with its serializer built once."""
+
+    def __init__(self):
+        self._serializers = {}
+
+    def get_signing_serializer(self, app):
+        serializer = self._serializers.get(app.secret_key)
+        if serializer is None:
+            serializer = self._serializers[app.secret_key] = super().get_signing_serializer(app)
+        return serializer
+
+    def open_session(self, app, request):
+        if request.path in NO_COOKIE_SESSION_PATHS:
+            return self.make_null_session(app)
+        return super().open_session(app, request)
+
+
 def _init_request_hooks(app: Flask) -> None:
+    app.session_interface = _SessionInterface()
+
     @app.before_request
     def assign_request_id():
         g.request_id = request.headers.get("X-Request-Id", "")[:64] or uuid.uuid4().hex
@@ -124,10 +152,11 @@ def _init_request_hooks(app: Flask) -> None:
         return resp
 
 
+# Set at each scrape; with several workers the last scrape's values are the ones shown.
 MAIL_GAUGE = Gauge("authserver_mail_messages", "Outbox messages by state", ["state"],
-                   registry=REGISTRY)
+                   registry=REGISTRY, multiprocess_mode="mostrecent")
 MAIL_AGE = Gauge("authserver_mail_oldest_queued_seconds", "Age of the oldest queued message",
-                 registry=REGISTRY)
+                 registry=REGISTRY, multiprocess_mode="mostrecent")
 
 
 def _init_metrics_endpoint(app: Flask) -> None:
@@ -140,4 +169,4 @@ def _init_metrics_endpoint(app: Flask) -> None:
         for state in ("queued", "sent", "failed"):
             MAIL_GAUGE.labels(state=state).set(info[state])
         MAIL_AGE.set(info["oldest_queued_age"] or 0)
-        return Response(generate_latest(REGISTRY), mimetype=CONTENT_TYPE_LATEST)
+        return Response(exposition(), mimetype=CONTENT_TYPE_LATEST)

@@ -3,10 +3,12 @@ from __future__ import annotations
 
 import json
 import logging
+import os
 import time
 
 from flask import Flask, g, has_request_context, request
-from prometheus_client import CollectorRegistry, Counter, Histogram
+from prometheus_client import CollectorRegistry, Counter, Histogram, generate_latest
+from prometheus_client.multiprocess import MultiProcessCollector
 
 REGISTRY = CollectorRegistry(auto_describe=True)
 REQUESTS = Counter("authserver_http_requests_total", "HTTP requests by endpoint and status",
@@ -24,6 +26,17 @@ TLS_REJECTED = Counter("authserver_outbound_tls_rejected_total",
                        "failed verification", ["protocol"], registry=REGISTRY)
 
 
+def exposition() -> bytes:
+    """The Prometheus text for /metrics. Under gunicorn with several workers
+    (PROMETHEUS_MULTIPROC_DIR set, see deploy/gunicorn.conf.py) every worker writes its
+    values to files in that folder and a scrape adds them up, whichever worker answers."""
+    if os.environ.get("PROMETHEUS_MULTIPROC_DIR"):
+        registry = CollectorRegistry()
+        MultiProcessCollector(registry)
+        return generate_latest(registry)
+    return generate_latest(REGISTRY)
+
+
 def count_event(name: str) -> None:
     EVENTS.labels(name=name).inc()
 
@@ -39,14 +52,21 @@ def init_request_metrics(app: Flask) -> None:
     def _start_timer():
         g.request_started = time.perf_counter()
 
+    children: dict[tuple, tuple] = {}  # label lookups once per (endpoint, method, status)
+
     @app.after_request
     def _observe(resp):
         endpoint = request.endpoint or "unmatched"
+        labels = (endpoint, request.method, resp.status_code)
+        pair = children.get(labels)
+        if pair is None:
+            pair = children[labels] = (
+                LATENCY.labels(endpoint=endpoint),
+                REQUESTS.labels(endpoint=endpoint, method=labels[1], status=str(labels[2])))
         started = g.get("request_started")
         if started is not None:
-            LATENCY.labels(endpoint=endpoint).observe(time.perf_counter() - started)
-        REQUESTS.labels(endpoint=endpoint, method=request.method,
-                        status=str(resp.status_code)).inc()
+            pair[0].observe(time.perf_counter() - started)
+        pair[1].inc()
         if endpoint == "oauth.token" and resp.status_code == 200:
             count_token(request.form.get("grant_type", ""))
         return resp

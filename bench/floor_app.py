@@ -3,7 +3,8 @@
 One POST route that signs one RS256 JWT per request with joserfc (a 2048-bit RSA key
 generated when the worker starts) and returns it as a token response. bench/run.py
 serves it under the same gunicorn settings as Authserver and reports every figure
-as a ratio of this one, so results compare across machines.
+as a ratio of this one, so results compare across machines. GET /hello is the floor for
+discovery and JWKS (bench/peer.py): Flask answering a small JSON document.
 """
 from __future__ import annotations
 
@@ -28,6 +29,14 @@ def token():
     access = jwt.encode(HEADER, claims, KEY, algorithms=["RS256"])
     resp = jsonify(access_token=access, token_type="Bearer", expires_in=3600)
     resp.headers["Cache-Control"] = "no-store"
+    return resp
+
+
+@app.get("/hello")
+def hello():
+    """The floor for discovery and JWKS: Flask answering a small JSON document."""
+    resp = jsonify(hello="world")
+    resp.headers["Cache-Control"] = "public, max-age=300"
     return resp
 
 

@@ -6,7 +6,6 @@ by PID. Nothing in bench/ is a test: pytest never collects it (no test_ prefix, 
 from __future__ import annotations
 
 import base64
-import hashlib
 import http.client
 import json
 import os
@@ -14,7 +13,6 @@ import re
 import secrets
 import shutil
 import signal
-import socket
 import subprocess
 import sys
 import threading
@@ -25,18 +23,18 @@ from urllib.parse import parse_qs, urlencode, urlsplit
 
 BENCH_DIR = Path(__file__).resolve().parent
 ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(ROOT / "tests"))
+
+# The port, PKCE and CSRF helpers are the tests' own (tests/support.py).
+from support import csrf_from as _csrf_from  # noqa: E402
+from support import free_port, pkce_pair  # noqa: E402,F401
+
 VENV_BIN = Path(sys.executable).parent
 PG_ADMIN_URL = "postgresql://postgres@127.0.0.1:5432/postgres"
 PG_APP_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/{name}"
 PASSWORD = "bench-Quill-Harbor-42"
 REDIRECT_URI = "http://127.0.0.1:9/cb"
 SESSION_COOKIE = "authserver_session"
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
 
 
 def log(msg: str) -> None:
@@ -404,15 +402,9 @@ def cookie_from(headers: dict, name: str = SESSION_COOKIE) -> str | None:
     return None
 
 
-CSRF_RE = re.compile(rb'name="csrf_token"[^>]*value="([^"]+)"'
-                     rb'|value="([^"]+)"[^>]*name="csrf_token"')
-
-
 def csrf_from(body: bytes) -> str:
-    m = CSRF_RE.search(body)
-    if not m:
-        raise RuntimeError("no csrf_token in page: " + body[:300].decode(errors="replace"))
-    return (m.group(1) or m.group(2)).decode()
+    """tests/support.py's csrf_from, for a page read as bytes."""
+    return _csrf_from(body.decode("utf-8", errors="replace"))
 
 
 def form(data: dict) -> str:
@@ -426,12 +418,6 @@ def basic(client_id: str, secret: str) -> str:
     from urllib.parse import quote
     raw = f"{quote(client_id, safe='')}:{quote(secret, safe='')}".encode()
     return "Basic " + base64.b64encode(raw).decode()
-
-
-def pkce_pair() -> tuple[str, str]:
-    verifier = secrets.token_urlsafe(48)
-    challenge = base64.urlsafe_b64encode(hashlib.sha256(verifier.encode()).digest()).rstrip(b"=")
-    return verifier, challenge.decode()
 
 
 def browser_login(base: str, username: str, password: str, query: dict) -> tuple[str, str]:

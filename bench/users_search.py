@@ -43,7 +43,9 @@ def queries(count: int) -> dict[str, str]:
         "first.last prefix (~1/18,000)": "mary.tan",
         "email fragment": "tanaka.12",
         "exact user name": known,
+        "first name only, clustered (~1/150)": "william.",
         "no match": "zqxj",
+        "two letters, no match (the scan)": "zq",
     }
 
 
@@ -78,11 +80,11 @@ def explain(url: str, q: str) -> str:
     from authserver.extensions import db
     app = create_app()
     with app.app_context():
-        from authserver.admin import services as admin
+        from authserver.accounts import search
         from sqlalchemy import select
         from authserver.accounts.models import User
         stmt = select(User).order_by(User.username_key)
-        where = admin._matching(q) if hasattr(admin, "_matching") else None
+        where = search.matching(q)
         if where is not None:
             stmt = stmt.where(where)
         stmt = stmt.limit(21)
@@ -167,12 +169,21 @@ def run_db(db: str, count: int, args) -> dict:
     os.environ.update({k: v for k, v in env.items() if k.startswith("AUTHSERVER_")})
     server = None
     try:
-        h.log(f"{db}: init, then {count:,} users")
-        h.cli(["init"], env)
-        h.cli(["users", "create", "benchadmin", "--email", "benchadmin@example.com",
-               "--password", h.PASSWORD, "--admin"], env)
-        load_s = pg_load(url, count) if db == "postgres" else seed.insert_users(
-            url, count, progress=lambda n: h.log(f"  {n:,} users") if n % 250_000 == 0 else None)
+        if db == "sqlite" and args.sqlite_file:
+            h.log(f"sqlite: a copy of {args.sqlite_file} (made by an earlier run), migrated")
+            shutil.copy(args.sqlite_file, workdir / "users.db")
+            h.cli(["init"], env)
+            load_s = 0.0
+        else:
+            h.log(f"{db}: init, then {count:,} users")
+            h.cli(["init"], env)
+            h.cli(["users", "create", "benchadmin", "--email", "benchadmin@example.com",
+                   "--password", h.PASSWORD, "--admin"], env)
+            load_s = pg_load(url, count) if db == "postgres" else seed.insert_users(
+                url, count, progress=lambda n: h.log(f"  {n:,} users") if n % 250_000 == 0
+                else None)
+        if db == "sqlite" and args.keep_sqlite:
+            shutil.copy(workdir / "users.db", args.keep_sqlite)
         h.log(f"{db}: loaded in {load_s:.0f} s")
         qs = queries(count)
         server = h.Server("authserver", "wsgi:app", h.ROOT, port, h.GunicornSettings(1), env,
@@ -206,6 +217,11 @@ def main() -> int:
     parser.add_argument("--users", type=int, default=1_000_000)
     parser.add_argument("--sqlite-users", type=int, default=None,
                         help="users for SQLite (default: --users)")
+    parser.add_argument("--sqlite-file", type=Path, default=None,
+                        help="start SQLite from a copy of this database (--keep-sqlite of an "
+                             "earlier run) instead of loading the users again")
+    parser.add_argument("--keep-sqlite", type=Path, default=None,
+                        help="copy the loaded SQLite database here, for --sqlite-file")
     parser.add_argument("--requests", type=int, default=200, help="per query")
     parser.add_argument("--max-seconds", type=float, default=30,
                         help="per query: stop early (after at least 6 samples) past this")

@@ -6,6 +6,8 @@ tests all start the server with this file. Each value can be overridden from the
 the numbers below were measured with: docs/capacity.md.
 """
 import os
+import shutil
+import tempfile
 
 bind = os.environ.get("GUNICORN_BIND", "127.0.0.1:8000")
 # The cores this process may run on (a cpuset or taskset counts; a container's CPU quota does
@@ -26,3 +28,29 @@ graceful_timeout = 20
 # About one concurrent password hash per core across the machine: cores / workers per
 # process (the workers inherit this environment). An explicit setting wins.
 os.environ.setdefault("AUTHSERVER_PASSWORD_HASH_CONCURRENCY", str(max(1, cores // workers)))
+
+# /metrics with several workers: each worker writes its counters to files in
+# PROMETHEUS_MULTIPROC_DIR and a scrape adds them up (prometheus-client's multiprocess mode).
+# Set before prometheus_client is imported anywhere, so the forked workers inherit it; a
+# folder of our own is made when none is given, and emptied at start either way.
+_own_metrics_dir = not os.environ.get("PROMETHEUS_MULTIPROC_DIR")
+if _own_metrics_dir:
+    os.environ["PROMETHEUS_MULTIPROC_DIR"] = tempfile.mkdtemp(prefix="authserver-metrics-")
+
+
+def on_starting(server):
+    folder = os.environ["PROMETHEUS_MULTIPROC_DIR"]
+    os.makedirs(folder, exist_ok=True)
+    for name in os.listdir(folder):
+        if name.endswith(".db"):
+            os.unlink(os.path.join(folder, name))
+
+
+def child_exit(server, worker):
+    from prometheus_client import multiprocess
+    multiprocess.mark_process_dead(worker.pid)
+
+
+def on_exit(server):
+    if _own_metrics_dir:
+        shutil.rmtree(os.environ["PROMETHEUS_MULTIPROC_DIR"], ignore_errors=True)

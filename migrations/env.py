@@ -5,6 +5,8 @@ from flask import current_app
 
 from alembic import context
 
+from authserver.accounts.search import is_search_index
+
 # this is the Alembic Config object, which provides
 # access to the values within the .ini file in use.
 config = context.config
@@ -44,6 +46,11 @@ def get_metadata():
     if hasattr(target_db, 'metadatas'):
         return target_db.metadatas[None]
     return target_db.metadata
+
+
+def include_name(name, type_, parent_names):
+    """Autogenerate leaves alone what a migration keeps outside the models (FTS5 tables)."""
+    return not (type_ == "table" and is_search_index(name))
 
 
 def run_migrations_offline():
@@ -86,6 +93,7 @@ def run_migrations_online():
                 logger.info('No changes in schema detected.')
 
     conf_args = current_app.extensions['migrate'].configure_args
+    conf_args.setdefault("include_name", include_name)
     if conf_args.get("process_revision_directives") is None:
         conf_args["process_revision_directives"] = process_revision_directives
 

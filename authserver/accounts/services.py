@@ -13,7 +13,7 @@ from .. import clock, security
 from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
-from . import sessions, states, throttle
+from . import search, sessions, states, throttle
 from .models import BrowserSession, User
 from .states import AccountState
 from .throttle import LoginThrottled, TooManyFailures  # noqa: F401 - raised from here
@@ -188,19 +188,12 @@ def load_session(raw_sid: str | None) -> BrowserSession | None:
 def find_users(q: str = "", *, limit: int = 20, offset: int = 0) -> tuple[list[User], int]:
     """Users whose user name, email or display name contains q (case-insensitive)."""
     stmt = select(User)
-    q = (q or "").strip().lower()[:100]
-    if q:
-        like = f"%{_escape_like(q)}%"
-        stmt = stmt.where(or_(User.username_key.like(like, escape="\\"),
-                              User.email_key.like(like, escape="\\"),
-                              User.name_key.like(like, escape="\\")))
+    where = search.matching(q)
+    if where is not None:
+        stmt = stmt.where(where)
     total = db.session.scalar(select(db.func.count()).select_from(stmt.subquery()))
     users = db.session.scalars(stmt.order_by(User.username_key).limit(limit).offset(offset)).all()
     return list(users), int(total or 0)
-
-
-def _escape_like(q: str) -> str:
-    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
 def user_sessions(user: User) -> list[BrowserSession]:

@@ -7,12 +7,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
-from sqlalchemy import ColumnElement, func, or_, select
+from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
 from ..accounts import mfa, passkeys, signin, states
 from ..accounts import services as accounts
+from ..accounts.search import MAX_QUERY, clean_query, matching  # noqa: F401 (views, tests)
 from ..accounts.models import BrowserSession, Licence, User
 from ..accounts.states import Action
 from ..audit import SecurityEvent, security_event
@@ -25,7 +26,6 @@ from ..passwords.policy import check_password
 from ..tokens import services as tokens
 
 MAX_ID = 2**31 - 1  # PostgreSQL `integer`: a larger id can name no row
-MAX_QUERY = 100
 
 
 class UserNotFound(AuthserverError):
@@ -79,26 +79,6 @@ def find_by_sub(sub: str) -> User | None:
     return db.session.scalar(select(User).where(User.sub == sub))
 
 
-def clean_query(q: str | None) -> str:
-    """The search text as compared: no control characters (PostgreSQL refuses NUL), lowercase."""
-    text = "".join(c for c in (q or "") if ord(c) >= 32)
-    return text.strip().lower()[:MAX_QUERY]
-
-
-def _matching(q: str) -> ColumnElement[bool] | None:
-    """Partial, case-insensitive match on user name, email or display name.
-
-    Each branch is `<lowercase key column> LIKE '%q%'`, the form the pg_trgm GIN indexes
-    on username_key, email_key and name_key serve (a bitmap OR of three index scans).
-    """
-    q = clean_query(q)
-    if not q:
-        return None
-    like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    return or_(User.username_key.like(like, escape="\\"), User.email_key.like(like, escape="\\"),
-               User.name_key.like(like, escape="\\"))
-
-
 def search_users(q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[User], bool]:
     """One page of matching users by user name, and whether another page follows.
 
@@ -106,7 +86,7 @@ def search_users(q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[Use
     part of a search, and the page does not need it.
     """
     stmt = select(User).order_by(User.username_key)
-    where = _matching(q)
+    where = matching(q)
     if where is not None:
         stmt = stmt.where(where)
     rows = list(db.session.scalars(stmt.limit(per_page + 1).offset((page - 1) * per_page)))
@@ -116,7 +96,7 @@ def search_users(q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[Use
 def list_users(q: str, *, after: str | None, limit: int) -> tuple[list[User], str | None]:
     """Matching users after a user-name key (keyset pagination); returns the next key or None."""
     stmt = select(User).order_by(User.username_key)
-    where = _matching(q)
+    where = matching(q)
     if where is not None:
         stmt = stmt.where(where)
     if after is not None:

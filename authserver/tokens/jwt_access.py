@@ -1,9 +1,17 @@
 """RFC 9068 JWT access tokens: signing, and validation of our own tokens."""
 from __future__ import annotations
 
+import base64
+import json
+from typing import NamedTuple
+
+from cryptography.hazmat.primitives import hashes
+from cryptography.hazmat.primitives.asymmetric import ec, padding
+from cryptography.hazmat.primitives.asymmetric.utils import decode_dss_signature
 from flask import current_app
 from joserfc import jwt
 from joserfc.errors import JoseError
+from joserfc.jwk import ECKey, RSAKey
 
 from .. import clock, security
 from . import keyring
@@ -42,10 +50,11 @@ class AccessTokenGenerator:
 def sign_access_token(client_id: str, user, scope: str, expires_in: int, extra: dict) -> str:
     """Sign the JWT with the current key for ACCESS_TOKEN_ALG (RFC 9068 section 2)."""
     now = clock.timestamp()
-    alg = current_app.config["ACCESS_TOKEN_ALG"]
+    config = current_app.config
+    alg = config["ACCESS_TOKEN_ALG"]
     key = keyring.current_keyring().signing_key(alg, clock.now())
     claims = {
-        "iss": current_app.config["ISSUER"],
+        "iss": config["ISSUER"],
         "sub": user.get_user_id() if user else client_id,
         "aud": client_id,
         "client_id": client_id,
@@ -55,7 +64,49 @@ def sign_access_token(client_id: str, user, scope: str, expires_in: int, extra: 
         "scope": scope,
         **extra,
     }
-    return jwt.encode({"alg": alg, "typ": "at+jwt", "kid": key.kid}, claims, key, algorithms=[alg])
+    return sign_compact(alg, key, "at+jwt", claims)
+
+
+class _Signer(NamedTuple):
+    key: RSAKey | ECKey
+    prefix: bytes  # base64url(header) + "."
+    sign: object  # bytes -> raw JWS signature
+
+
+_SIGNERS: dict[tuple[int, str, str], _Signer] = {}
+
+
+def _b64(data: bytes) -> bytes:
+    return base64.urlsafe_b64encode(data).rstrip(b"=")
+
+
+def _signer(alg: str, key: RSAKey | ECKey, typ: str) -> _Signer:
+    """The JOSE header encoded once per key and typ, and the key's native signing call."""
+    signer = _SIGNERS.get((id(key), alg, typ))
+    if signer is None or signer.key is not key:
+        header = json.dumps({"alg": alg, "typ": typ, "kid": key.kid}, separators=(",", ":"))
+        native = key.private_key
+        if alg == "RS256":
+            def sign(msg: bytes) -> bytes:
+                return native.sign(msg, padding.PKCS1v15(), hashes.SHA256())
+        elif alg == "ES256":
+            def sign(msg: bytes) -> bytes:
+                r, s = decode_dss_signature(native.sign(msg, ec.ECDSA(hashes.SHA256())))
+                return r.to_bytes(32, "big") + s.to_bytes(32, "big")
+        else:
+            raise ValueError(f"unsupported alg {alg}")
+        if len(_SIGNERS) >= 64:  # keys reloaded many times (tests): drop the old ones
+            _SIGNERS.clear()
+        signer = _SIGNERS[(id(key), alg, typ)] = _Signer(key, _b64(header.encode()) + b".", sign)
+    return signer
+
+
+def sign_compact(alg: str, key: RSAKey | ECKey, typ: str, claims: dict) -> str:
+    """A JWS compact serialization (RFC 7515 section 7.1) of the claims: the same token
+    joserfc's jwt.encode makes, from a header encoded once per key (see _signer)."""
+    signer = _signer(alg, key, typ)
+    signing_input = signer.prefix + _b64(json.dumps(claims, separators=(",", ":")).encode())
+    return (signing_input + b"." + _b64(signer.sign(signing_input))).decode("ascii")
 
 
 class AccessTokenInvalid(Exception):
