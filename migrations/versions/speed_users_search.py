@@ -10,7 +10,7 @@ A later migration that recreates `users` on SQLite (batch "move and copy") drops
 triggers with the old table: it must run create_search_index() again.
 
 Revision ID: 5e7a91c3d2b4
-Revises: 9c4e1a7b2f53
+Revises: 6b1d4e7a2c95
 Create Date: 2026-12-06 05:50:00
 
 """
@@ -19,7 +19,7 @@ from alembic import op
 
 # revision identifiers, used by Alembic.
 revision = '5e7a91c3d2b4'
-down_revision = '9c4e1a7b2f53'
+down_revision = '6b1d4e7a2c95'
 branch_labels = None
 depends_on = None
 
