@@ -13,6 +13,7 @@ from werkzeug.middleware.proxy_fix import ProxyFix
 from . import health
 from .accounts.passkey_views import bp as passkeys_bp
 from .accounts.views import bp as accounts_bp
+from .accounts.upstream_views import bp as upstream_bp
 from .commands import register_commands
 from .admin.api import bp as admin_api_bp
 from .admin.views import bp as admin_bp
@@ -61,7 +62,8 @@ def create_app(overrides: dict | None = None) -> Flask:
     sessions.on_session_end(app, tokens_services.revoke_session_tokens)
     backchannel.init_app(app)
     build_server(app)
-    for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passkeys_bp, passwords_bp,
+    for bp in (health.bp, discovery_bp, oauth_bp, accounts_bp, passkeys_bp, upstream_bp,
+               passwords_bp,
                admin_bp, admin_api_bp):
         app.register_blueprint(bp)
     csrf.exempt(oauth_bp)

@@ -59,6 +59,7 @@ class Defaults:
     LOGIN_THROTTLE_MAX = 900
     # The second step (SPEC section 8): who must have one, and its throttle.
     MFA_REQUIRED = "none"  # none | admins | all
+    UPSTREAM_TRUST_MFA = False  # skip our second step when an upstream ID token says amr mfa
     MFA_MAX_FAILURES = 5
     MFA_THROTTLE_BASE = 30
     MFA_THROTTLE_MAX = 3600

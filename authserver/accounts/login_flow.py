@@ -51,12 +51,15 @@ def sign_out() -> None:
     g.browser_session = None
 
 
-def begin(user: User, amr: list[str], done: tuple[str, ...] = ("pwd",)):
-    """A first factor is verified: the response for whatever the sign-in needs next."""
+def begin(user: User, amr: list[str], done: tuple[str, ...] = ("pwd",), next_url: str | None = None):
+    """A first factor is verified: the response for whatever the sign-in needs next.
+
+    `done`: the steps the factor satisfied; `next_url`: the pending request it carried
+    (an upstream trip keeps its own), else the one this browser remembered."""
     earlier = signin.find(session.get(SIGN_IN_KEY))
     if earlier is not None:  # a browser has one sign-in in progress: the new one replaces it
         signin.end(earlier, "replaced")
-    raw, decision = signin.begin(user, amr, session.get("next"), done)
+    raw, decision = signin.begin(user, amr, next_url or session.get("next"), done)
     if raw:
         session[SIGN_IN_KEY] = raw
     return respond(decision)

@@ -216,6 +216,61 @@ class WebAuthnChallenge(db.Model):
     purpose: Mapped[str] = mapped_column(String(16))
     binding: Mapped[str] = mapped_column(String(64), index=True)
     user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+
+
+class Upstream(db.Model):
+    """An upstream OpenID provider people may sign in with (SPEC section 10)."""
+
+    __tablename__ = "upstreams"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    name: Mapped[str] = mapped_column(String(64), unique=True)
+    issuer: Mapped[str] = mapped_column(String(500))
+    client_id: Mapped[str] = mapped_column(String(255))
+    # Sealed with authserver.sealing (purpose "upstream-client-secret"): it is sent upstream.
+    client_secret: Mapped[str] = mapped_column(Text)
+    label: Mapped[str] = mapped_column(String(100))
+    domains: Mapped[list] = mapped_column(JSON, default=list)
+    create_users: Mapped[bool] = mapped_column(Boolean, default=False)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+
+
+class UpstreamIdentity(db.Model):
+    """A linked identity: (upstream, subject) -> account. The subject is `sub` (Entra: tid
+    and oid), never an email."""
+
+    __tablename__ = "upstream_identities"
+    __table_args__ = (UniqueConstraint("upstream_id", "subject"),
+                      UniqueConstraint("upstream_id", "user_id"))
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("upstreams.id", ondelete="CASCADE"))
+    subject: Mapped[str] = mapped_column(String(255))
+    user_id: Mapped[int] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"), index=True)
+    email: Mapped[str | None] = mapped_column(String(320))  # as last seen, for display only
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
+    last_used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
+
+    upstream: Mapped[Upstream] = relationship()
+    user: Mapped[User] = relationship()
+
+
+class UpstreamLogin(db.Model):
+    """A trip to an upstream in progress: state, nonce and PKCE verifier kept here, bound to
+    the browser by a random key whose hash is stored (the cookie holds the key)."""
+
+    __tablename__ = "upstream_logins"
+
+    id: Mapped[int] = mapped_column(Integer, primary_key=True)
+    state_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    browser_hash: Mapped[str] = mapped_column(String(64))
+    upstream_id: Mapped[int] = mapped_column(ForeignKey("upstreams.id", ondelete="CASCADE"))
+    nonce: Mapped[str] = mapped_column(String(100))
+    code_verifier: Mapped[str] = mapped_column(String(200))
+    # "login", or "connect" for the signed-in user `user_id` linking an identity.
+    purpose: Mapped[str] = mapped_column(String(16))
+    user_id: Mapped[int | None] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    next_url: Mapped[str | None] = mapped_column(Text)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)

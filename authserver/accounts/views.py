@@ -15,7 +15,7 @@ from flask import (
 from markupsafe import Markup
 
 from ..extensions import limiter
-from . import login_flow, mfa, passkey_views, services, signin
+from . import login_flow, mfa, passkey_views, services, signin, upstreams
 from .factors import passkey, recovery, second_step
 from .forms import ConfirmForm, LoginForm, MfaEnrolForm, MfaForm, ReauthForm
 
@@ -37,7 +37,7 @@ def login():
         passkey_views.prepare_login_page()
         if request.args.get("reset") == "done":
             flash("Your password has been changed.", "success")
-        return render_template("accounts/login.html", form=form)
+        return _login_page(form)
     if not form.validate_on_submit():
         return _login_page(form)
     try:
@@ -55,7 +55,7 @@ def login():
 def _login_page(form: LoginForm, error: str | None = None):
     if error:
         form.form_errors.append(error)
-    return render_template("accounts/login.html", form=form)
+    return render_template("accounts/login.html", form=form, upstreams=upstreams.all_upstreams())
 
 
 @bp.route("/login/mfa", methods=["GET", "POST"])
@@ -125,8 +125,10 @@ def account():
     if user is None:
         return redirect(url_for("accounts.login"))
     sessions = services.user_sessions(user)
+    linked = {i.upstream_id: i for i in upstreams.identities_of(user)}
     return render_template("accounts/account.html", user=user, sessions=sessions,
-                           current=login_flow.current_session(), form=ConfirmForm())
+                           current=login_flow.current_session(), form=ConfirmForm(),
+                           upstreams=upstreams.all_upstreams(), linked=linked)
 
 
 @bp.route("/account/mfa", methods=["GET", "POST"])

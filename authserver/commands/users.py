@@ -6,6 +6,7 @@ from flask import current_app
 from flask.cli import AppGroup
 
 from ..accounts import services as accounts
+from ..accounts import upstreams
 from ..admin import services as admin
 from ..errors import AuthserverError
 from ..mail import sender
@@ -99,3 +100,33 @@ def licence(username, client_id, remove):
         _fail(exc)
     verb = "Removed the licence of" if remove else "Gave a licence to"
     click.echo(f"{verb} {user.username} for {client.client_id} ({client.name}).")
+
+
+@users.command("link")
+@click.argument("username")
+@click.option("--upstream", "upstream_name", required=True, help="The upstream's NAME.")
+@click.option("--subject", required=True,
+              help="The identity's `sub` at the upstream (Entra ID: TID:OID).")
+def link(username, upstream_name, subject):
+    """Link an upstream identity to USERNAME: it then signs in to this account."""
+    try:
+        user = admin.find_user_or_raise(username)
+        upstream = upstreams.find_or_raise(upstream_name)
+        upstreams.link(user, upstream, subject)
+    except AuthserverError as exc:
+        _fail(exc)
+    click.echo(f"Linked {upstream.name} identity {subject.strip()} to {user.username}.")
+
+
+@users.command("unlink")
+@click.argument("username")
+@click.option("--upstream", "upstream_name", required=True, help="The upstream's NAME.")
+def unlink(username, upstream_name):
+    """Remove USERNAME's identity at an upstream."""
+    try:
+        user = admin.find_user_or_raise(username)
+        upstream = upstreams.find_or_raise(upstream_name)
+        upstreams.unlink(user, upstream)
+    except AuthserverError as exc:
+        _fail(exc)
+    click.echo(f"Unlinked {user.username}'s {upstream.name} identity.")
