@@ -3,15 +3,19 @@ oidc-provider-mock (PyPI) for the happy paths, a ForgedProvider for every way an
 be wrong (SPEC section 10)."""
 from __future__ import annotations
 
+import pyotp
 import pytest
 from sqlalchemy import select
 
+from authserver import create_app
 from authserver.accounts import upstreams
 from authserver.accounts.factors import upstream as flow
 from authserver.accounts.models import UpstreamIdentity, User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
-from support import make_client, make_user, query_of
+from authserver.observability import REGISTRY
+from support import (AuthActions, _empty_tables, csrf_from, give_totp, make_client, make_user,
+                     query_of)
 from upstreamkit import ForgedProvider, mock_provider, path_of, query, walk
 
 
@@ -176,7 +180,7 @@ def test_bad_id_tokens_are_refused(app, client, linked, shape, reason):
 def test_unknown_kid_refetches_the_jwks_once_then_refuses(app, client, linked):
     assert client.get(path_of(walk(_start(client)))).status_code == 303  # JWKS cached
     fetched = linked.jwks_fetches
-    client.get("/logout")
+    sign_out(client)
     linked.sign_with = linked.other_key
     resp = client.get(path_of(walk(_start(client))))
     assert resp.status_code == 400
@@ -190,7 +194,7 @@ def test_wrong_and_replayed_state(app, client, linked):
     wrong = client.get(f"/login/upstream/forged/callback?code={q['code']}&state=nope")
     assert wrong.status_code == 400
     assert client.get(path_of(back)).status_code == 303
-    client.get("/logout")
+    sign_out(client)
     replay = client.get(path_of(back))
     assert replay.status_code == 400
     assert [e["reason"] for e in events(app, "upstream_failed")] == ["bad_state", "bad_state"]
@@ -219,3 +223,117 @@ def test_upstream_down_is_a_clear_page_and_passwords_still_work(app, client, aut
 def test_unknown_upstream_is_404(client):
     assert client.get("/login/upstream/nope").status_code == 404
     assert client.get("/login/upstream/nope/callback?state=x&code=y").status_code == 404
+
+
+# --- the second step, licences, Connect --------------------------------------------------------
+
+def test_second_step_asked_after_the_upstream(app, client, linked):
+    uid = db_user_id(app, "alice")
+    secret = give_totp(app, uid)
+    linked.claims = {"amr": ["pwd", "mfa"]}  # not trusted: AUTHSERVER_UPSTREAM_TRUST_MFA off
+    resp = client.get(path_of(walk(_start(client))))
+    assert resp.headers["Location"] == "/login/mfa"
+    assert client.get("/account").status_code == 302
+    token = csrf_from(client.get("/login/mfa").get_data(as_text=True))
+    resp = client.post("/login/mfa", data={"csrf_token": token,
+                                           "code": pyotp.TOTP(secret).now()})
+    assert resp.status_code == 303 and resp.headers["Location"] == "/account"
+
+
+@pytest.mark.parametrize("amr, asked", [(["pwd", "mfa"], False), (["pwd"], True), (None, True)])
+def test_trusted_upstream_mfa_skips_the_second_step(settings, amr, asked):
+    settings["UPSTREAM_TRUST_MFA"] = True
+    app = create_app(settings)
+    provider = ForgedProvider().start()
+    try:
+        uid = make_user(app, "alice")
+        give_totp(app, uid)
+        add_upstream(app, "forged", provider.issuer)
+        link(app, "alice", "forged", "forged-sub-1")
+        provider.claims = {"amr": amr}
+        client = app.test_client()
+        resp = client.get(path_of(walk(_start(client))))
+        assert resp.headers["Location"] == ("/login/mfa" if asked else "/account")
+    finally:
+        provider.stop()
+        with app.app_context():
+            db.session.remove()
+            _empty_tables()
+
+
+def test_missing_licence_shows_the_no_licence_page(app, client, linked):
+    client_id, _ = make_client(app, "Payroll", requires_licence=True)
+    resp, _, _ = AuthActions(client).authorize(client_id)
+    assert "/login" in resp.headers["Location"]
+    client.get(resp.headers["Location"])
+    resp = client.get(path_of(walk(_start(client))))
+    assert resp.status_code == 303 and resp.headers["Location"].startswith("/authorize")
+    page = client.get(resp.headers["Location"])
+    assert "have a licence for Payroll" in page.get_data(as_text=True)
+
+
+def test_connect_from_account_then_sign_in_with_it(app, client, auth, forged):
+    make_user(app, "alice")
+    add_upstream(app, "forged", forged.issuer, label="Forged ID")
+    assert auth.login().status_code == 303
+    html = client.get("/account").get_data(as_text=True)
+    assert "Connect Forged ID" in html
+    resp = client.post("/account/upstream/forged/connect", data={"csrf_token": csrf_from(html)})
+    assert resp.status_code == 303
+    resp = client.get(path_of(walk(resp.headers["Location"])))
+    assert resp.headers["Location"] == "/account"
+    html = client.get("/account").get_data(as_text=True)
+    assert "Disconnect Forged ID" in html
+    assert events(app, "upstream_linked")[0]["how"] == "connect"
+    sign_out(client)
+    assert client.get(path_of(walk(_start(client)))).headers["Location"] == "/account"
+    html = client.get("/account").get_data(as_text=True)
+    resp = client.post("/account/upstream/forged/disconnect", data={"csrf_token": csrf_from(html)})
+    assert resp.status_code == 303
+    assert "Connect Forged ID" in client.get("/account").get_data(as_text=True)
+    assert events(app, "upstream_unlinked")
+
+
+def test_connect_needs_a_session_and_csrf(app, client, auth, forged):
+    make_user(app, "alice")
+    add_upstream(app, "forged", forged.issuer)
+    assert client.post("/account/upstream/forged/connect").status_code == 400  # no CSRF token
+    auth.login()
+    assert client.post("/account/upstream/forged/connect").status_code == 400
+    assert client.post("/account/upstream/forged/disconnect").status_code == 400
+
+
+def test_a_connect_trip_finished_by_someone_else_links_nothing(app, client, auth, forged):
+    make_user(app, "alice")
+    add_upstream(app, "forged", forged.issuer)
+    auth.login()
+    html = client.get("/account").get_data(as_text=True)
+    resp = client.post("/account/upstream/forged/connect", data={"csrf_token": csrf_from(html)})
+    back = walk(resp.headers["Location"])
+    sign_out(client)  # the same browser, signed out: the trip is not a sign-in
+    assert client.get(path_of(back)).status_code == 400
+    with app.app_context():
+        assert db.session.scalar(select(UpstreamIdentity)) is None
+
+
+def test_metrics_count_outcomes_by_provider(app, client, linked):
+    def count(outcome):
+        return REGISTRY.get_sample_value("authserver_upstream_signins_total",
+                                         {"upstream": "forged", "outcome": outcome}) or 0
+    before = count("signed_in"), count("bad_aud")
+    client.get(path_of(walk(_start(client))))
+    sign_out(client)
+    linked.claims = {"aud": "other"}
+    client.get(path_of(walk(_start(client))))
+    assert (count("signed_in"), count("bad_aud")) == (before[0] + 1, before[1] + 1)
+
+
+def sign_out(client):
+    token = csrf_from(client.get("/logout").get_data(as_text=True))
+    assert client.post("/logout", data={"csrf_token": token}).status_code == 200
+    assert client.get("/account").status_code == 302
+
+
+def db_user_id(app, username):
+    with app.app_context():
+        return db.session.scalar(select(User.id).where(User.username == username))

@@ -11,6 +11,7 @@ and validates the ID token in full with joserfc: signature against the upstream'
 """
 from __future__ import annotations
 
+import re
 import threading
 import time
 from datetime import timedelta
@@ -42,6 +43,7 @@ MAX_AGE = 600  # an ID token issued longer ago than this is refused
 ALGORITHMS = ["RS256", "RS384", "RS512", "PS256", "PS384", "PS512", "ES256", "ES384",
               "ES512", "EdDSA"]
 MULTI_TENANT = ("organizations", "common", "consumers")
+GUID_RE = re.compile(r"^[0-9a-fA-F]{8}(-[0-9a-fA-F]{4}){3}-[0-9a-fA-F]{12}$")
 
 OUTCOMES = Counter("authserver_upstream_signins_total",
                    "Upstream sign-in callbacks by provider and outcome",
@@ -161,18 +163,19 @@ def expected_issuer(configured: str, claims: dict) -> str:
     template = _tenant_template(configured)
     tid = claims.get("tid")
     if template is not None:
-        if not isinstance(tid, str) or not tid or "/" in tid:
+        if not isinstance(tid, str) or not _looks_like_guid(tid):
             raise UpstreamFailed("The ID token has no tenant.", "bad_iss")
         return template.replace("{tenantid}", tid)
     if upstreams.is_entra(configured) and tid is not None:
-        tenant = configured.rstrip("/").split("/")[3] if configured.count("/") >= 3 else ""
-        if _looks_like_guid(tenant) and tid.lower() != tenant.lower():
+        parts = configured.rstrip("/").split("/")
+        tenant = parts[3] if len(parts) > 3 else ""
+        if _looks_like_guid(tenant) and str(tid).lower() != tenant.lower():
             raise UpstreamFailed("The ID token is from another tenant.", "bad_iss")
     return configured
 
 
 def _looks_like_guid(value: str) -> bool:
-    return len(value) == 36 and value.count("-") == 4
+    return bool(GUID_RE.match(value))
 
 
 def check_issuer(configured: str, claims: dict) -> None:
