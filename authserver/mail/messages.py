@@ -37,6 +37,11 @@ def cannot_reset(user: Any) -> Draft:
     return _render("cannot_reset", user)
 
 
+def upstream_only(user: Any, labels: list[str], login_url: str) -> Draft:
+    """Sent instead of a code to an account with no password: it signs in upstream."""
+    return _render("upstream_only", user, labels=labels, login_url=login_url)
+
+
 def password_changed(user: Any) -> Draft:
     """The notice after any password change, so a user can react to one they did not make."""
     return _render("password_changed", user, changed_at=_when(clock.now()))

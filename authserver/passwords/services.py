@@ -9,7 +9,7 @@ from sqlalchemy import func, select, text
 from .. import clock, security
 from ..accounts import services as accounts
 from ..accounts.models import User
-from ..accounts import states
+from ..accounts import states, upstreams
 from ..accounts.states import Action, can_self_reset
 from ..audit import security_event
 from ..errors import AuthserverError
@@ -81,6 +81,10 @@ def request_code(login: str) -> None:
     user = accounts.find_by_login(login)
     if user is None:
         security_event("reset_requested_unknown")
+    elif user.password_hash is None:  # signs in only upstream (SPEC section 10)
+        outbox.queue(messages.upstream_only(user, upstreams.passwordless_labels(user),
+                                            external("/login")))
+        security_event("reset_refused_no_password", user_id=user.id)
     elif can_self_reset(user):
         code = codes.issue_code(user, now)
         outbox.queue(messages.reset_code(user, code, _confirm_url(user)))
@@ -108,7 +112,7 @@ def confirm_reset(login: str, code: str, new_password: str) -> User:
     user = accounts.find_by_login(login)
     now = clock.now()
     try:
-        if can_self_reset(user):
+        if can_self_reset(user) and user.password_hash is not None:
             codes.check_code(user, code, now)
         else:
             codes.reject_without_code(login, now)
