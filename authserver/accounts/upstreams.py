@@ -32,6 +32,14 @@ class UpstreamInvalid(AuthserverError):
     """Bad input to add/link/unlink (a clear message for the CLI, API and pages)."""
 
 
+class UpstreamNotFound(UpstreamInvalid):
+    """No upstream by that name."""
+
+
+class IdentityTaken(UpstreamInvalid):
+    """The identity is another account's, or the account has one at this upstream."""
+
+
 class NotLinked(AuthserverError):
     """The identity is linked to no account and may not create one."""
 
@@ -62,7 +70,7 @@ def find(name: str | None) -> Upstream | None:
 def find_or_raise(name: str) -> Upstream:
     upstream = find(name)
     if upstream is None:
-        raise UpstreamInvalid(f"No upstream called {name!r} (see `authserver upstreams list`).")
+        raise UpstreamNotFound(f"No upstream called {name!r} (see `authserver upstreams list`).")
     return upstream
 
 
@@ -151,10 +159,10 @@ def link(user: User, upstream: Upstream, subject: str, *, email: str | None = No
     if existing is not None:
         if existing.user_id == user.id:
             return existing
-        raise UpstreamInvalid(f"This {upstream.label} account is already connected to "
+        raise IdentityTaken(f"This {upstream.label} account is already connected to "
                               "another account here.")
     if any(i.upstream_id == upstream.id for i in identities_of(user)):
-        raise UpstreamInvalid(f"{user.username} already has a {upstream.label} account "
+        raise IdentityTaken(f"{user.username} already has a {upstream.label} account "
                               "connected; disconnect it first.")
     identity = UpstreamIdentity(upstream_id=upstream.id, subject=subject, user_id=user.id,
                                 email=(email or None) and str(email)[:320],
@@ -170,7 +178,7 @@ def unlink(user: User, upstream: Upstream, actor_id: int | None = None) -> None:
     """Remove user's identity at upstream. Commits."""
     found = [i for i in identities_of(user) if i.upstream_id == upstream.id]
     if not found:
-        raise UpstreamInvalid(f"{user.username} has no {upstream.label} account connected.")
+        raise UpstreamNotFound(f"{user.username} has no {upstream.label} account connected.")
     for identity in found:
         db.session.delete(identity)
     security_event("upstream_unlinked", user_id=user.id, actor_id=actor_id,

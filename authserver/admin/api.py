@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from flask import Blueprint, g, jsonify, make_response, request, url_for
 
+from ..accounts import upstreams
 from ..accounts.models import User
 from ..accounts.passkeys import PasskeyNotFound
 from ..accounts.services import UserInvalid
@@ -19,11 +20,14 @@ bp = Blueprint("admin_api", __name__)
 
 STATUS = [  # most specific first
     (guards.BearerRejected, 0),
-    ((services.UserNotFound, services.ClientNotFound, PasskeyNotFound), 404),
-    ((services.UserExists, services.SelfActionRefused, InvalidTransition), 409),
+    ((services.UserNotFound, services.ClientNotFound, PasskeyNotFound,
+      upstreams.UpstreamNotFound), 404),
+    ((services.UserExists, services.SelfActionRefused, InvalidTransition,
+      upstreams.IdentityTaken), 409),
     (payloads.PayloadMalformed, 400),
     (payloads.MediaTypeUnsupported, 415),
-    ((payloads.PayloadInvalid, UserInvalid, PasswordRejected, ClientInvalid), 422),
+    ((payloads.PayloadInvalid, UserInvalid, PasswordRejected, ClientInvalid,
+      upstreams.UpstreamInvalid), 422),
 ]
 TITLES = {400: "Bad request", 401: "Unauthorized", 403: "Forbidden", 404: "Not found",
           409: "Conflict", 415: "Unsupported media type", 422: "Unprocessable content"}
@@ -188,3 +192,28 @@ def list_events():
                                       limit=payloads.query_limit())
     return jsonify(items=[payloads.event_json(e) for e in rows],
                    next_cursor=payloads.encode_cursor("events", last))
+
+
+@bp.get("/api/admin/upstreams")
+def list_upstreams():
+    """The upstream OpenID providers (never their client secret)."""
+    return jsonify(items=[payloads.upstream_json(u) for u in upstreams.all_upstreams()])
+
+
+@bp.get("/api/admin/users/<int:user_id>/identities")
+def list_identities(user_id: int):
+    user = services.get_user_or_raise(user_id)
+    return jsonify(items=[payloads.identity_json(i) for i in upstreams.identities_of(user)])
+
+
+@bp.route("/api/admin/users/<int:user_id>/identities/<upstream_name>", methods=["PUT", "DELETE"])
+def identity(user_id: int, upstream_name: str):
+    """Link (PUT {"subject": ...}) or unlink (DELETE) the user's identity at an upstream."""
+    user = services.get_user_or_raise(user_id)
+    upstream = upstreams.find_or_raise(upstream_name)
+    if request.method == "DELETE":
+        upstreams.unlink(user, upstream, actor_id=g.principal.user_id)
+        return _no_content()
+    subject = payloads.parse_identity(payloads.json_object())
+    linked = upstreams.link(user, upstream, subject, actor_id=g.principal.user_id)
+    return jsonify(payloads.identity_json(linked)), 200

@@ -15,6 +15,7 @@ from ..audit import SecurityEvent
 from ..errors import AuthserverError
 from ..oauth.cors import client_web_origins
 from ..oauth.models import Client
+from ..urls import external
 from .services import MAX_ID
 
 DEFAULT_LIMIT = 20
@@ -194,3 +195,27 @@ def parse_backchannel_logout_uri(data: dict) -> dict:
     if errors:
         raise PayloadInvalid("The body breaks the BackchannelLogoutUri schema.", errors)
     return {"backchannel_logout_uri": data["backchannel_logout_uri"] or None}
+
+
+def upstream_json(upstream) -> dict:
+    return {"name": upstream.name, "issuer": upstream.issuer, "client_id": upstream.client_id,
+            "label": upstream.label, "domains": list(upstream.domains or []),
+            "create_users": bool(upstream.create_users),
+            "redirect_uri": external(f"/login/upstream/{upstream.name}/callback")}
+
+
+def identity_json(identity) -> dict:
+    return {"upstream": identity.upstream.name, "subject": identity.subject,
+            "email": identity.email, "created_at": _when(identity.created_at),
+            "last_used_at": _when(identity.last_used_at)}
+
+
+def parse_identity(data: dict) -> str:
+    """An IdentityLink body: {"subject": "..."} and nothing else."""
+    errors = [{"field": k, "message": "Unknown field."} for k in data if k != "subject"]
+    subject = data.get("subject")
+    if not isinstance(subject, str) or not subject.strip() or len(subject) > 255:
+        errors.append({"field": "subject", "message": "A string of 1-255 characters."})
+    if errors:
+        raise PayloadInvalid("The body does not match IdentityLink.", errors)
+    return subject.strip()

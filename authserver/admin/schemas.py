@@ -183,11 +183,31 @@ COMPONENTS = {
             "created_at": {"type": "string", "format": "date-time"},
             "last_used_at": {"type": ["string", "null"], "format": "date-time"}}),
         "PasskeyList": _object({"items": {"type": "array", "items": _ref("Passkey")}}),
+        "Upstream": _object({
+            "name": {"type": "string"}, "issuer": {"type": "string"},
+            "client_id": {"type": "string"}, "label": {"type": "string"},
+            "domains": {"type": "array", "items": {"type": "string"}},
+            "create_users": {"type": "boolean"},
+            "redirect_uri": {"type": "string", "description": "To register at the provider."},
+        }),
+        "UpstreamList": _object({"items": {"type": "array", "items": _ref("Upstream")}}),
+        "Identity": _object({
+            "upstream": {"type": "string"},
+            "subject": {"type": "string", "description": "sub (Entra ID: TID:OID)."},
+            "email": {"type": ["string", "null"], "description": "As last seen; display only."},
+            "created_at": DATE_TIME, "last_used_at": NULLABLE_DATE_TIME,
+        }),
+        "IdentityList": _object({"items": {"type": "array", "items": _ref("Identity")}}),
+        "IdentityLink": _object({"subject": {"type": "string", "minLength": 1,
+                                             "maxLength": 255}}, closed=True),
         "Event": _object(EVENT_PROPS),
         "EventPage": _page("Event"),
     },
 }
 
+UPSTREAM = {"name": "upstream", "in": "path", "required": True,
+            "description": "The upstream's NAME.",
+            "schema": {"type": "string", "pattern": "^[a-z0-9][a-z0-9_-]{0,63}$"}}
 USERS = "/api/admin/users"
 USER = USERS + "/{id}"
 CLIENT = "/api/admin/clients/{client_id}"
@@ -254,6 +274,21 @@ PATHS = {
         {"200": _json(_ref("Client"), "The application after the change."),
          **_problems(400, 401, 403, 404, 415, 422)},
         parameters=[_client_id()], body=_ref("BackchannelLogoutUri"))},
+    "/api/admin/upstreams": {"get": _op(
+        "Upstream OpenID providers (never their client secret)", "listUpstreams",
+        {"200": _json(_ref("UpstreamList"), "Every upstream."), **_problems(401, 403)})},
+    USER + "/identities": {"get": _op(
+        "The user's linked upstream identities", "listIdentities",
+        {"200": _json(_ref("IdentityList"), "Every linked identity."),
+         **_problems(401, 403, 404)}, parameters=[_user_id()])},
+    USER + "/identities/{upstream}": {
+        "put": _op("Link an upstream identity to the user", "linkIdentity",
+                   {"200": _json(_ref("Identity"), "Linked."),
+                    **_problems(400, 401, 403, 404, 409, 415, 422)},
+                   parameters=[_user_id(), UPSTREAM], body=_ref("IdentityLink")),
+        "delete": _no_content("Unlink the user's identity at an upstream", "unlinkIdentity",
+                              [_user_id(), UPSTREAM]),
+    },
     "/api/admin/events": {"get": _op(
         "Security events, newest first", "listEvents",
         {"200": _json(_ref("EventPage"), "One page of events."), **_problems(401, 403, 422)},
@@ -264,8 +299,9 @@ PATHS = {
 OPENAPI = {
     "openapi": "3.1.0",
     "info": {"title": "Authserver admin API", "version": "1",
-             "description": "Users, account states, licences, applications' web origins and "
-                            "security events. Errors "
+             "description": "Users, account states, licences, applications' web origins, "
+                            "upstream providers and linked identities, and security events. "
+                            "Errors "
                             "are RFC 9457 problem details."},
     "security": [{"bearer": []}],
     "paths": PATHS,

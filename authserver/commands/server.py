@@ -15,7 +15,8 @@ from werkzeug.serving import make_server, run_simple
 from .. import clock, security
 from ..accounts import services as accounts
 from ..accounts import sessions
-from ..accounts.models import BrowserSession, LoginThrottle, SignIn, WebAuthnChallenge
+from ..accounts.models import (BrowserSession, LoginThrottle, SignIn, UpstreamLogin,
+                              WebAuthnChallenge)
 from ..audit import SecurityEvent
 from ..accounts.factors import passkey
 from ..config import PROJECT_ROOT, Defaults, check_webauthn, derive_webauthn
@@ -180,6 +181,7 @@ def purge_command(events_days, batch):
         ("browser_sessions", BrowserSession, BrowserSession.expires_at < now),
         ("sign_ins", SignIn, SignIn.expires_at < now - day),
         ("webauthn_challenges", WebAuthnChallenge, WebAuthnChallenge.expires_at < now - day),
+        ("upstream_logins", UpstreamLogin, UpstreamLogin.expires_at < now - day),
         ("login_throttles", LoginThrottle, LoginThrottle.updated_at < now - day),
         ("sent_mail", OutboxMessage, OutboxMessage.sent_at < now - 30 * day),
         ("security_events", SecurityEvent, SecurityEvent.created_at < now - events_days * day),

@@ -20,7 +20,8 @@ LABELS = [op.ok().label for op in schemathesis.openapi.from_dict(OPENAPI).get_al
 CASES = [pytest.param(mode, label, id=f"{mode.value}-{label}")
          for mode in (GenerationMode.POSITIVE, GenerationMode.NEGATIVE) for label in LABELS
          # the document itself takes no input, so there is nothing to make invalid
-         if not (mode is GenerationMode.NEGATIVE and label == "GET /api/openapi.json")]
+         if not (mode is GenerationMode.NEGATIVE
+                 and label in ("GET /api/openapi.json", "GET /api/admin/upstreams"))]
 
 
 @pytest.fixture
