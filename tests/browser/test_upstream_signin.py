@@ -152,3 +152,32 @@ def test_disabled_account_and_second_step_after_the_upstream(page, issuer, alice
         page.get_by_role("link", name="Sign in with Mock ID").click()
         page.get_by_role("button", name="a1").click()
         expect(page.get_by_role("heading")).to_contain_text("inactive")
+
+
+def test_missing_licence_after_the_upstream_shows_the_no_licence_page(page, issuer, alice):
+    client_id, _ = make_client(issuer.app, "Payroll", requires_licence=True)
+    with mock_provider([{"sub": "a1"}]) as url:
+        with issuer.app.app_context():
+            upstreams.add("mock", url, "authserver", "secret", label="Mock ID")
+            user = db.session.scalar(select(User).where(User.username == "alice"))
+            upstreams.link(user, upstreams.find("mock"), "a1")
+        page.goto(f"{issuer.url}/authorize?response_type=code&client_id={client_id}"
+                  "&redirect_uri=http://127.0.0.1:9999/callback&scope=openid&state=s1"
+                  "&code_challenge=E9Melhoa2OwvFrEMTJguCHaoeK1t8URWbuGJSstw-cM"
+                  "&code_challenge_method=S256")
+        page.wait_for_url(at(issuer.url, "/login"))
+        page.get_by_role("link", name="Sign in with Mock ID").click()
+        page.get_by_role("button", name="a1").click()
+        expect(page.get_by_role("heading")).to_contain_text("have a licence for Payroll")
+
+
+def test_upstream_down_leaves_the_password_form_working(page, issuer, alice):
+    with issuer.app.app_context():
+        upstreams.add("gone", f"http://127.0.0.1:{free_port()}", "c", "s", label="Gone ID")
+    page.goto(f"{issuer.url}/login")
+    page.get_by_role("link", name="Sign in with Gone ID").click()
+    expect(page.get_by_role("heading")).to_contain_text("did not work")
+    expect(page.locator("main")).to_contain_text("could not be reached")
+    page.get_by_role("link", name="Back to sign in").click()
+    sign_in(page, *alice)
+    page.wait_for_url(f"{issuer.url}/account")

@@ -337,3 +337,14 @@ def sign_out(client):
 def db_user_id(app, username):
     with app.app_context():
         return db.session.scalar(select(User.id).where(User.username == username))
+
+
+@pytest.mark.parametrize("query_string", [
+    "", "state=", "code=x", "state=" + "a" * 5000 + "&code=x", "state=x&code=" + "c" * 5000,
+    "state[]=x", "error=access_denied", "state=%00&code=%ff",
+])
+def test_bad_callback_input_is_a_clear_page(app, client, linked, query_string):
+    client.get("/login/upstream/forged")  # this browser has a trip in progress
+    resp = client.get("/login/upstream/forged/callback?" + query_string)
+    assert resp.status_code == 400
+    assert "did not work" in resp.get_data(as_text=True)
