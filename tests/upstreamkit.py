@@ -22,9 +22,8 @@ import requests
 from flask import Flask, jsonify, redirect, request
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
-from werkzeug.serving import make_server
-
 from support import free_port
+from werkzeug.serving import make_server
 
 MOCK_WARNINGS = r".*(get_jwt_config|authlib\.jose|httpx module).*"
 

@@ -5,8 +5,17 @@ the linking rules in upstreams.py, what follows a first factor in signin/login_f
 """
 from __future__ import annotations
 
-from flask import (Blueprint, abort, current_app, flash, redirect, render_template, request,
-                   session, url_for)
+from flask import (
+    Blueprint,
+    abort,
+    current_app,
+    flash,
+    redirect,
+    render_template,
+    request,
+    session,
+    url_for,
+)
 
 from .. import security
 from ..audit import security_event

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 from flask import Blueprint, abort, flash, g, redirect, render_template, request, url_for
 
+from ..accounts import upstreams
 from ..accounts.models import User
 from ..accounts.passkeys import PasskeyNotFound
 from ..accounts.services import UserInvalid
@@ -100,9 +101,11 @@ def show(user_id: int):
     profile = services.user_profile(_user(user_id))
     questions = {name: a.question.format(u=profile.user) for name, a in ACTIONS.items()
                  if a.question}
+    identities = {i.upstream_id: i for i in upstreams.identities_of(profile.user)}
     return render_template("admin/users/show.html", p=profile, u=profile.user,
                            questions=questions, form=ActionForm(),
-                           passkeys=services.list_passkeys(profile.user))
+                           passkeys=services.list_passkeys(profile.user),
+                           all_upstreams=upstreams.all_upstreams(), identities=identities)
 
 
 @bp.post("/admin/users/<int:user_id>/<action>")
@@ -148,4 +151,24 @@ def licence(user_id: int, client_id: str):
         abort(404, description="There is no such application.")
     verb = "Granted" if granted else "Removed"
     flash(f"{verb} the licence of {user.username} for {client.name}.", "success")
+    return redirect(url_for("admin.show", user_id=user.id), 303)
+
+
+@bp.post("/admin/users/<int:user_id>/identities/<upstream_name>")
+def identity(user_id: int, upstream_name: str):
+    """Link (a subject given) or unlink the user's identity at one upstream."""
+    user = _user(user_id)
+    upstream = upstreams.find(upstream_name) or abort(404, description="No such upstream.")
+    if not ActionForm().validate_on_submit():
+        abort(400, description="This form has expired. Reload the page and try again.")
+    subject = request.form.get("subject")
+    try:
+        if subject is None:
+            upstreams.unlink(user, upstream, actor_id=g.admin.id)
+            flash(f"Unlinked the {upstream.label} account of {user.username}.", "success")
+        else:
+            upstreams.link(user, upstream, subject, actor_id=g.admin.id)
+            flash(f"Linked a {upstream.label} account to {user.username}.", "success")
+    except upstreams.UpstreamInvalid as exc:
+        flash(exc.message, "error")
     return redirect(url_for("admin.show", user_id=user.id), 303)

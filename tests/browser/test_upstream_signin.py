@@ -14,6 +14,8 @@ from datetime import datetime, timezone
 import pytest
 from playwright.sync_api import expect
 from sqlalchemy import select
+from support import LiveServer, base_settings, free_port, give_totp, make_client, make_user
+from upstreamkit import mock_provider
 
 from authserver import create_app
 from authserver.accounts import upstreams
@@ -22,8 +24,6 @@ from authserver.accounts.models import User
 from authserver.extensions import db
 from authserver.schema import init_schema
 from authserver.tokens.keyring import ensure_keys
-from support import LiveServer, base_settings, free_port, give_totp, make_client, make_user
-from upstreamkit import mock_provider
 
 from .conftest import at, copy_to_docs, field, press, sign_in
 

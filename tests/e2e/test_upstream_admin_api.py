@@ -1,8 +1,9 @@
 """Admin API: upstreams and a user's linked identities (problem JSON for bad input)."""
 from __future__ import annotations
 
+from support import csrf_from, make_client, make_user
+
 from authserver.accounts import upstreams
-from support import make_client, make_user
 
 
 def token(app, client):
@@ -42,3 +43,28 @@ def test_upstreams_and_identities(app, client):
     assert client.delete(base + "/entra", headers=h).status_code == 204
     assert client.delete(base + "/entra", headers=h).status_code == 404
     assert client.get("/api/admin/upstreams").status_code == 401
+
+
+def test_users_module_links_and_unlinks(app, client, auth):
+    make_user(app, "root", admin=True)
+    uid = make_user(app, "alice")
+    with app.app_context():
+        upstreams.add("entra", "https://login.microsoftonline.com/organizations/v2.0", "cid",
+                      "s", label="Microsoft")
+    assert auth.login("root").status_code == 303
+    page = client.get(f"/admin/users/{uid}").get_data(as_text=True)
+    assert "Subject at Microsoft" in page
+    token = csrf_from(page)
+    resp = client.post(f"/admin/users/{uid}/identities/entra",
+                       data={"csrf_token": token, "subject": "t:o"})
+    assert resp.status_code == 303
+    page = client.get(f"/admin/users/{uid}").get_data(as_text=True)
+    assert "<code>t:o</code>" in page and "Unlink Microsoft" in page
+    resp = client.post(f"/admin/users/{uid}/identities/entra",
+                       data={"csrf_token": token, "subject": " "})
+    assert resp.status_code == 303  # refused with a flash, not a 500
+    assert client.post(f"/admin/users/{uid}/identities/nope",
+                       data={"csrf_token": token}).status_code == 404
+    assert client.post(f"/admin/users/{uid}/identities/entra").status_code == 400
+    client.post(f"/admin/users/{uid}/identities/entra", data={"csrf_token": token})
+    assert "Subject at Microsoft" in client.get(f"/admin/users/{uid}").get_data(as_text=True)

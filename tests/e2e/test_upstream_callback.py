@@ -6,6 +6,16 @@ from __future__ import annotations
 import pyotp
 import pytest
 from sqlalchemy import select
+from support import (
+    AuthActions,
+    _empty_tables,
+    csrf_from,
+    give_totp,
+    make_client,
+    make_user,
+    query_of,
+)
+from upstreamkit import ForgedProvider, mock_provider, path_of, query, walk
 
 from authserver import create_app
 from authserver.accounts import upstreams
@@ -14,9 +24,6 @@ from authserver.accounts.models import UpstreamIdentity, User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.observability import REGISTRY
-from support import (AuthActions, _empty_tables, csrf_from, give_totp, make_client, make_user,
-                     query_of)
-from upstreamkit import ForgedProvider, mock_provider, path_of, query, walk
 
 
 @pytest.fixture(autouse=True)

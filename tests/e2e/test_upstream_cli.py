@@ -3,12 +3,12 @@ errors, never a traceback; the client secret sealed at rest."""
 from __future__ import annotations
 
 from sqlalchemy import select, text
+from support import make_user
 
 from authserver import sealing
 from authserver.accounts import upstreams
 from authserver.accounts.models import UpstreamIdentity
 from authserver.extensions import db
-from support import make_user
 
 ENTRA = "https://login.microsoftonline.com/organizations/v2.0"
 

@@ -8,14 +8,14 @@ import time
 from urllib.parse import quote, quote_plus
 
 import pytest
+from reset_steps import ResetActions, deliver
+from smtp_sink import parts, smtp_server, start_smtp  # noqa: F401  (fixtures)
 from sqlalchemy import select
+from support import csrf_from, make_user
 
 from authserver.accounts import upstreams
 from authserver.accounts.models import User
 from authserver.extensions import db
-from reset_steps import ResetActions, deliver
-from smtp_sink import parts, smtp_server, start_smtp  # noqa: F401  (fixtures)
-from support import csrf_from, make_user
 
 CSRF_VALUE = re.compile(r'(name="csrf_token" type="hidden" value=")[^"]+"')
 VOLATILE = {"Set-Cookie", "X-Request-Id", "Content-Length", "Location", "Date"}

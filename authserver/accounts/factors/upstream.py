@@ -19,8 +19,8 @@ from datetime import timedelta
 import requests
 from authlib.common.security import generate_token
 from authlib.integrations.requests_client.oauth2_session import OAuth2Auth, OAuth2ClientAuth
-from authlib.oauth2.client import OAuth2Client
 from authlib.oauth2.base import OAuth2Error
+from authlib.oauth2.client import OAuth2Client
 from flask import current_app
 from joserfc import errors as jose_errors
 from joserfc import jws, jwt

@@ -98,7 +98,7 @@ def test_a_token_signed_by_another_key_is_refused(monkeypatch):
 
 def test_hs256_with_the_public_key_is_refused():
     raw = token(iss(TENANT), TENANT)
-    header, rest = raw.split(".", 1)
+    _, rest = raw.split(".", 1)
     forged = "eyJhbGciOiJIUzI1NiIsImtpZCI6ImxvY2FsIn0." + rest  # {"alg":"HS256","kid":"local"}
     with pytest.raises(flow.UpstreamFailed) as err:
         validate(iss(TENANT), forged)
