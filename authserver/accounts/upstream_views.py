@@ -19,7 +19,7 @@ from flask import (
 
 from .. import security
 from ..audit import security_event
-from ..extensions import db
+from ..extensions import db, limiter
 from . import login_flow, upstreams
 from .factors import upstream as flow
 from .forms import ConfirmForm
@@ -45,7 +45,12 @@ def _unknown():
     abort(404)
 
 
+def _login_limit() -> str:
+    return current_app.config["RATELIMIT_LOGIN"]
+
+
 @bp.get("/login/upstream/<name>")
+@limiter.limit(_login_limit)  # each start stores a trip: limited like password tries
 def start(name):
     """Off to the upstream: code + PKCE + state + nonce, the pending `next` kept."""
     upstream = upstreams.find(name)
@@ -99,6 +104,7 @@ def disconnect(name):
 
 
 @bp.get("/login/upstream/<name>/callback")
+@limiter.limit(_login_limit)
 def callback(name):
     """Back from the upstream: claim the trip, validate the ID token, then as a password."""
     upstream = upstreams.find(name)

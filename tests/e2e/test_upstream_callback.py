@@ -355,3 +355,18 @@ def test_bad_callback_input_is_a_clear_page(app, client, linked, query_string):
     resp = client.get("/login/upstream/forged/callback?" + query_string)
     assert resp.status_code == 400
     assert "did not work" in resp.get_data(as_text=True)
+
+
+def test_starting_trips_is_rate_limited(settings, forged):
+    settings.update(RATELIMIT_ENABLED=True, RATELIMIT_LOGIN="3/minute",
+                    RATELIMIT_STORAGE_URI="memory://")
+    app = create_app(settings)
+    try:
+        add_upstream(app, "forged", forged.issuer)
+        client = app.test_client()
+        answers = [client.get("/login/upstream/forged").status_code for _ in range(5)]
+        assert answers[:3] == [303, 303, 303] and answers[3:] == [429, 429]
+    finally:
+        with app.app_context():
+            db.session.remove()
+            _empty_tables()
