@@ -1,7 +1,7 @@
 """upstream OpenID providers, linked identities and trips to an upstream in progress
 
 Revision ID: 7c4e1a9f2b63
-Revises: 9c4e1a7b2f53
+Revises: 5e7a91c3d2b4
 Create Date: 2026-12-06 06:30:00
 """
 import sqlalchemy as sa
@@ -10,7 +10,7 @@ from alembic import op
 from authserver.db import UTCDateTime
 
 revision = '7c4e1a9f2b63'
-down_revision = '9c4e1a7b2f53'
+down_revision = '5e7a91c3d2b4'
 branch_labels = None
 depends_on = None
 
