@@ -23,7 +23,9 @@ from authserver.accounts.factors import upstream as flow
 from authserver.accounts.models import User
 from authserver.extensions import db
 from authserver.schema import init_schema
-from authserver.tokens.keyring import ensure_keys
+from authserver.tokens.keyfiles import write_key_set
+from authserver.tokens.keyring import start_app
+from authserver.tokens.keyset import new_key_set
 
 from .conftest import at, copy_to_docs, field, press, sign_in
 
@@ -42,13 +44,14 @@ def corp(tmp_path_factory):
     """A second Authserver: its own SQLite database, keys and port, and user carol."""
     root = tmp_path_factory.mktemp("corp")
     keys = root / "keys"
-    ensure_keys(str(keys), datetime(2020, 1, 1, tzinfo=timezone.utc))
+    write_key_set(str(keys), new_key_set(datetime(2020, 1, 1, tzinfo=timezone.utc)))
     port = free_port()
     settings = base_settings(str(root), str(keys), f"sqlite:///{root}/corp.db")
     settings["ISSUER"] = f"http://127.0.0.1:{port}"
     app = create_app(settings)
     app.config["SESSION_COOKIE_NAME"] = "corp_session"  # same host as the first server
     init_schema(app)
+    start_app(app)  # as `authserver init` and wsgi.py: the key set in its own database
     make_user(app, "carol", name="Carol Corp", email="carol@corp.example")
     server = LiveServer(app, port).start()
     yield server
