@@ -47,6 +47,9 @@ class AccessTokenGenerator:
         return token
 
 
+ACCESS_TOKENS = AccessTokenGenerator()
+
+
 def sign_access_token(client_id: str, user, scope: str, expires_in: int, extra: dict) -> str:
     """Sign the JWT with the current key for ACCESS_TOKEN_ALG (RFC 9068 section 2)."""
     now = clock.timestamp()
