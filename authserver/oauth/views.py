@@ -5,13 +5,11 @@ from authlib.oauth2 import OAuth2Error
 from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 
 from ..accounts import login_flow
-from ..audit import security_event
-from ..extensions import db, limiter
-from ..tokens import services as tokens
+from ..extensions import limiter
 from . import bearer, decisions, loop_guard, responses
 from .claims import userinfo_for
 from .forms import ConsentForm, LogoutForm
-from .logout import LogoutRejected, validate_logout
+from .logout import LogoutRejected, log_out, validate_logout
 from .server import current_server
 
 bp = Blueprint("oauth", __name__)
@@ -100,9 +98,6 @@ def logout():
         return render_template("oauth/logout.html", form=form)
     if request.method == "POST" and not form.validate_on_submit():
         return responses.form_expired()
-    if bs is not None:
-        tokens.revoke_session(bs)
-        security_event("logout", user_id=bs.user_id)
-        db.session.commit()
+    log_out(bs)
     login_flow.sign_out()
     return redirect(target) if target else render_template("oauth/logged_out.html")
