@@ -135,7 +135,9 @@ def access_token_liveness(claims: dict, client: LicensedClient | None, *,
         if isinstance(sub, str) and len(sub) <= 64 else None
     session_id = claims.get(SESSION_CLAIM)
     if session_id is not None:
-        bs = db.session.get(BrowserSession, session_id) if isinstance(session_id, int) else None
+        known = isinstance(session_id, int) and not isinstance(session_id, bool) \
+            and 0 < session_id < 2**31
+        bs = db.session.get(BrowserSession, session_id) if known else None
         if not session_live(session_id, bs, now) or (user and bs.user_id != user.id):
             return Liveness(Verdict.SESSION_ENDED, user)
     return Liveness(_user_verdict(user, client), user)
