@@ -271,7 +271,7 @@ def test_unreachable_database_answers_503_within_the_connect_timeout(tmp_path, k
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel completes the handshake; nobody ever speaks
         port = silent.getsockname()[1]
-        app = create_app({"TESTING": True, "SECRET_KEY": "outage-test-secret-0123456789",
+        app = create_app({"TESTING": True, "SECRET_KEY": "outage-test-secret-0123456789abcdef",
                           "INSTANCE_PATH": str(tmp_path), "KEYS_DIR": keys_dir,
                           "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x",
                           "DATABASE_CONNECT_TIMEOUT": 1, "MAIL_TRANSPORT": "memory",
