@@ -304,7 +304,7 @@ def check_config(app: Flask) -> None:
         # Every node must publish a rotated key before any node signs with it.
         raise RuntimeError("AUTHSERVER_KEYS_RELOAD_INTERVAL must be positive and below "
                            "AUTHSERVER_JWKS_CACHE_TTL")
-    if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
+    if not {cfg["ACCESS_TOKEN_ALG"], cfg["ID_TOKEN_ALG"]} <= {"RS256", "ES256"}:
         raise RuntimeError("signing algorithms must be RS256 or ES256")
     check_webauthn(cfg)
     outbound.check_settings(cfg)

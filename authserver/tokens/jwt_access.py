@@ -21,7 +21,8 @@ ALGORITHMS = ["RS256", "ES256"]
 
 
 class AccessTokenGenerator:
-    """Authlib token generator (the server's "default"): a signed at+jwt plus an opaque refresh token.
+    """Authlib token generator (the server's "default"): a signed at+jwt and an opaque refresh
+    token.
 
     Authlib passes user=None for client_credentials; the token's sub is then the client id
     (RFC 9068 section 2.2).

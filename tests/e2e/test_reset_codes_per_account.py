@@ -35,7 +35,7 @@ def answer(resp) -> tuple[int, list[str]]:
 
 def test_the_user_name_and_the_email_share_one_send_budget(app, steps, frozen, alice):
     """Two names of one account: the second name's sends look the same, but mail no more."""
-    for minute in range(5):
+    for _ in range(5):
         assert goes_to_confirm(steps.send_code("alice"), "alice")
         assert goes_to_confirm(steps.send_code("alice@example.com"), "alice@example.com")
         frozen.tick(timedelta(seconds=61))
