@@ -82,7 +82,7 @@ def require_admin_token(exempt: tuple[str, ...] = ()) -> None:
 
 def _bearer_token() -> AccessToken:
     try:
-        return verify_bearer(request, [ADMIN_SCOPE])
+        return verify_bearer(request, [ADMIN_SCOPE], fresh_client=True)
     except OAuth2Error as exc:
         error, status = rejection(exc)
         message = {None: "A bearer access token is required.",

@@ -37,20 +37,30 @@ class AccessToken(dict):
         return self.liveness is None or not self.liveness.alive
 
 
-def load_access_token(token_string: str) -> AccessToken | None:
-    """One of our access tokens with its verdict, or None when it is not ours or not valid."""
+def load_access_token(token_string: str, fresh_client: bool = False) -> AccessToken | None:
+    """One of our access tokens with its verdict, or None when it is not ours or not valid.
+
+    fresh_client reads the client from the database rather than the per-process cache
+    (CLIENT_CACHE_TTL), so a withdrawn scope takes effect at once (the admin API).
+    """
     try:
         claims = decode_access_token(token_string)
     except AccessTokenInvalid:
         return None
-    # Not the cached lookup: a client's scope or licence rule takes effect at once.
-    client = services.query_client(claims.get("client_id"))
+    find = services.query_client if fresh_client else services.query_client_cached
+    client = find(claims.get("client_id"))
     return AccessToken(claims, client, access_token_liveness(claims, client))
 
 
 class AccessTokenValidator(BearerTokenValidator):
+    fresh_client = False
+
     def authenticate_token(self, token_string):
-        return load_access_token(token_string.strip())
+        return load_access_token(token_string.strip(), self.fresh_client)
+
+
+class FreshClientValidator(AccessTokenValidator):
+    fresh_client = True
 
 
 class BearerProtector(ResourceProtector):
@@ -79,12 +89,15 @@ class BearerProtector(ResourceProtector):
 
 protector = BearerProtector()
 protector.register_token_validator(AccessTokenValidator(realm=REALM))
+fresh_protector = BearerProtector()
+fresh_protector.register_token_validator(FreshClientValidator(realm=REALM))
 
 
-def verify_bearer(request, scopes: list[str] | None = None, *,
-                  form_token: bool = False) -> AccessToken:
+def verify_bearer(request, scopes: list[str] | None = None, *, form_token: bool = False,
+                  fresh_client: bool = False) -> AccessToken:
     """The request's live access token with the scopes asked for, or an OAuth2Error."""
-    return protector.validate_request(scopes, request, form_token=form_token)
+    chosen = fresh_protector if fresh_client else protector
+    return chosen.validate_request(scopes, request, form_token=form_token)
 
 
 def rejection(error) -> tuple[str | None, int]:

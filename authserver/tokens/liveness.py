@@ -17,7 +17,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Protocol
 
-from sqlalchemy import select
+from sqlalchemy import and_, select
 
 from .. import clock
 from ..accounts.models import BrowserSession, Licence, User
@@ -130,17 +130,27 @@ def access_token_liveness(claims: dict, client: LicensedClient | None, *,
         return Liveness(Verdict.REVOKED)
     if claims.get("sub") == claims.get("client_id"):
         return Liveness(Verdict.ALIVE)
-    sub = claims.get("sub")
-    user = db.session.scalar(select(User).where(User.sub == sub)) \
-        if isinstance(sub, str) and len(sub) <= 64 else None
-    session_id = claims.get(SESSION_CLAIM)
-    if session_id is not None:
-        known = isinstance(session_id, int) and not isinstance(session_id, bool) \
-            and 0 < session_id < 2**31
-        bs = db.session.get(BrowserSession, session_id) if known else None
-        if not session_live(session_id, bs, now) or (user and bs.user_id != user.id):
-            return Liveness(Verdict.SESSION_ENDED, user)
+    user, bs = _user_and_session(claims.get("sub"), claims.get(SESSION_CLAIM))
+    if user is None:
+        return Liveness(Verdict.UNKNOWN)
+    if not session_live(claims.get(SESSION_CLAIM), bs, now):
+        return Liveness(Verdict.SESSION_ENDED, user)
     return Liveness(_user_verdict(user, client), user)
+
+
+def _user_and_session(sub, session_id) -> tuple[User | None, BrowserSession | None]:
+    """The token's user and, when the token names one, that user's session: one query."""
+    if not isinstance(sub, str) or len(sub) > 64:
+        return None, None
+    known = isinstance(session_id, int) and not isinstance(session_id, bool) \
+        and 0 < session_id < 2**31
+    if not known:
+        return db.session.scalar(select(User).where(User.sub == sub)), None
+    row = db.session.execute(
+        select(User, BrowserSession).outerjoin(BrowserSession, and_(
+            BrowserSession.id == session_id, BrowserSession.user_id == User.id))
+        .where(User.sub == sub)).first()
+    return (row[0], row[1]) if row else (None, None)
 
 
 def is_jti_revoked(jti) -> bool:
