@@ -73,11 +73,13 @@ def test_an_existing_world_readable_sqlite_file_is_tightened(tmp_path, settings)
     assert stat.S_IMODE(path.stat().st_mode) == 0o600
 
 
-def console_output(settings, capsys, **mail) -> tuple[str, str]:
+def console_output(settings, capsys, demo=False, **mail) -> tuple[str, str]:
     """Ask for a code with the console transport configured as given; return what the
     console printed and the code from the .eml file the transport wrote."""
     settings = {k: v for k, v in settings.items() if k != "MAIL_TRANSPORT"}
     app = create_app({**settings, **mail})
+    if demo:  # what `authserver run --demo` does once the app exists
+        app.config["MAIL_CONSOLE_SHOWS_CODES"] = True
     init_schema(app)
     try:
         make_user(app)
@@ -101,4 +103,9 @@ def test_the_implicit_console_shows_the_message_without_the_code(settings, capsy
 
 def test_an_explicit_console_transport_shows_the_code(settings, capsys):
     printed, code = console_output(settings, capsys, MAIL_TRANSPORT="console")
+    assert code in printed
+
+
+def test_the_demo_shows_the_code_on_the_implicit_console(settings, capsys):
+    printed, code = console_output(settings, capsys, demo=True)
     assert code in printed
