@@ -1,7 +1,7 @@
 """authorization codes remember the jti of the access token issued for them
 
 Revision ID: 7a4e1c2b9d31
-Revises: 5a1c9e7b3d20
+Revises: a7c1e5b2d904
 Create Date: 2026-12-06 05:45:00
 
 A replayed code revokes that access token as well as the refresh-token family
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7a4e1c2b9d31'
-down_revision = '5a1c9e7b3d20'
+down_revision = 'a7c1e5b2d904'
 branch_labels = None
 depends_on = None
 

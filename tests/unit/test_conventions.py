@@ -196,6 +196,7 @@ COMMIT_MODULES: dict[str, str] = {
     "authserver.accounts.signin": "the sign-in record's use cases: begin, resume, complete, end",
     "authserver.accounts.mfa": "the second step's management use cases (enrol, new codes, off)",
     "authserver.accounts.factors": "a factor spends codes and counts wrong tries atomically",
+    "authserver.accounts.throttle": "an attempt is claimed and committed before the hash runs",
 }
 COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
     ("authserver.db", "delete_in_batches"): "purge: one short transaction per batch",
@@ -203,15 +204,15 @@ COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
     ("authserver.oauth.grants", "RefreshTokenGrant.save_token"): "Authlib save_ hook",
     ("authserver.oauth.endpoints", "RevocationEndpoint.revoke_token"): "Authlib RFC 7009 hook",
     ("authserver.oauth.logout", "log_out"): "the RP-initiated logout use case",
-    # oauth/authorize.py is being rewritten around decisions (issue #10); these commits move
-    # into services there. Listed so the rule holds everywhere else meanwhile.
-    ("authserver.oauth.authorize", "refresh_request"): "to move into a service (issue #10)",
-    ("authserver.oauth.authorize", "_no_licence"): "to move into a service (issue #10)",
-    ("authserver.oauth.authorize", "loop_page"): "to move into a service (issue #10)",
+    # Deciding an authorization request records what it decided (a code, the loop guard's
+    # counts) before the response exists; these commits should move into oauth/services.py.
+    ("authserver.oauth.decisions", "decide_authorize"): "to move into a service",
+    ("authserver.oauth.decisions", "decide_refresh"): "to move into a service",
+    ("authserver.oauth.responses", "loop_page"): "to move into a service",
 }
 # A function named like a lookup never commits, not even through a helper of its module.
 LOOKUP_PREFIXES = ("find_", "get_", "query_", "load_", "is_", "has_", "list_", "count_",
-                   "current_", "check_", "holds_", "lookup_", "search_")
+                   "current_", "holds_", "lookup_", "search_")
 
 
 def functions_of(tree: ast.Module) -> dict[str, ast.AST]:
