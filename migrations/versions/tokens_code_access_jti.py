@@ -1,7 +1,7 @@
 """authorization codes remember the jti of the access token issued for them
 
 Revision ID: 7a4e1c2b9d31
-Revises: a7c1e5b2d904
+Revises: 5e7a91c3d2b4
 Create Date: 2026-12-06 05:45:00
 
 A replayed code revokes that access token as well as the refresh-token family
@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 # revision identifiers, used by Alembic.
 revision = '7a4e1c2b9d31'
-down_revision = 'a7c1e5b2d904'
+down_revision = '5e7a91c3d2b4'
 branch_labels = None
 depends_on = None
 

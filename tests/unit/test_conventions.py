@@ -197,6 +197,8 @@ COMMIT_MODULES: dict[str, str] = {
     "authserver.accounts.mfa": "the second step's management use cases (enrol, new codes, off)",
     "authserver.accounts.factors": "a factor spends codes and counts wrong tries atomically",
     "authserver.accounts.throttle": "an attempt is claimed and committed before the hash runs",
+    "authserver.accounts.passkeys": "the passkey use cases (add, remove)",
+    "authserver.tokens.keystore": "the key set's use cases (ensure, rotate, import), locked",
 }
 COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
     ("authserver.db", "delete_in_batches"): "purge: one short transaction per batch",
