@@ -18,7 +18,8 @@ from .commands import register_commands
 from .admin.api import bp as admin_api_bp
 from .admin.views import bp as admin_bp
 from . import models  # noqa: F401  (every table registered before Alembic or a query runs)
-from .config import PROJECT_ROOT, check_config, load_config
+from .config import (PROJECT_ROOT, check_config, create_sqlite_file, load_config,
+                     make_instance_folder)
 from .errors import register_error_handlers
 from .extensions import csrf, db, limiter, mail, migrate
 from .mail.sender import status as mail_status
@@ -54,9 +55,10 @@ def create_app(overrides: dict | None = None) -> Flask:
     app = Flask(__name__, instance_path=os.path.abspath(instance_path),
                 template_folder=str(PROJECT_ROOT / "templates"),
                 static_folder=str(PROJECT_ROOT / "static"), static_url_path="/static")
-    os.makedirs(app.instance_path, exist_ok=True)
+    make_instance_folder(app.instance_path)
     load_config(app, overrides)
     check_config(app)
+    create_sqlite_file(app.config["SQLALCHEMY_DATABASE_URI"])
     _init_extensions(app)
     keyring.init_app(app)
     sessions.on_session_end(app, tokens_services.revoke_session_tokens)

@@ -9,10 +9,14 @@ from urllib.parse import urlsplit
 
 from flask import Flask
 from limits import parse_many
+from sqlalchemy.engine import make_url
 
 from . import outbound
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
+MIN_SECRET_LENGTH = 32
+# The example value of deploy/authserver.env: a server must never start with it.
+PLACEHOLDER_SECRETS = frozenset({"change-me-to-64-random-characters-shared-by-every-machine"})
 
 
 class Defaults:
@@ -73,6 +77,7 @@ class Defaults:
     ADMIN_CONTACT = "the administrator"
 
     MAIL_TRANSPORT = None  # smtp when MAIL_SERVER is set, else console
+    MAIL_CONSOLE_SHOWS_CODES = None  # True when MAIL_TRANSPORT=console is set, or run --demo
     MAIL_DEFAULT_SENDER = "Authserver <no-reply@localhost>"
     MAIL_SENDER_THREAD = True
     MAIL_RETRY_MAX = 3600
@@ -170,6 +175,10 @@ def _derive(app: Flask) -> None:
         cfg["RATELIMIT_STORAGE_OPTIONS"] = {"socket_connect_timeout": timeout,
                                             "socket_timeout": timeout,
                                             **(cfg.get("RATELIMIT_STORAGE_OPTIONS") or {})}
+    if cfg.get("MAIL_CONSOLE_SHOWS_CODES") is None:
+        # Only a console chosen explicitly (or `run --demo`) shows codes; the implicit
+        # console of a server without MAIL_SERVER does not: a console is read by others.
+        cfg["MAIL_CONSOLE_SHOWS_CODES"] = cfg.get("MAIL_TRANSPORT") == "console"
     if not cfg.get("MAIL_TRANSPORT"):
         cfg["MAIL_TRANSPORT"] = "smtp" if cfg.get("MAIL_SERVER") else "console"
     secure = cfg["ISSUER"].startswith("https://")
@@ -243,11 +252,39 @@ def _instance_secret(app: Flask) -> str:
     return path.read_text().strip()
 
 
+def make_instance_folder(path: str) -> None:
+    """Create the instance folder 0700: it holds the secret key, console mail and SQLite."""
+    if not os.path.isdir(path):
+        os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def create_sqlite_file(url: str) -> None:
+    """Create a SQLite database file 0600 before SQLite would (with the umask: usually
+    world-readable); SQLite gives its -wal and -shm files the same mode. An existing file of
+    ours that others may read is tightened."""
+    parsed = make_url(url)
+    path = parsed.database
+    if parsed.get_backend_name() != "sqlite" or not path or path == ":memory:" \
+            or path.startswith("file:") or not os.path.isdir(os.path.dirname(path) or "."):
+        return
+    try:
+        os.close(os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600))
+    except FileExistsError:
+        info = os.stat(path)
+        if info.st_uid == os.getuid() and info.st_mode & 0o077:
+            os.chmod(path, 0o600)
+
+
 def check_config(app: Flask) -> None:
     """Fail fast on settings that would make the server unsafe or broken."""
     cfg = app.config
-    if len(str(cfg["SECRET_KEY"])) < 16:
-        raise RuntimeError("AUTHSERVER_SECRET_KEY must be at least 16 characters")
+    secret = str(cfg["SECRET_KEY"])
+    if len(secret) < MIN_SECRET_LENGTH:
+        raise RuntimeError(f"AUTHSERVER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} "
+                           "characters")
+    if secret in PLACEHOLDER_SECRETS or "change-me" in secret.lower():
+        raise RuntimeError("AUTHSERVER_SECRET_KEY is the placeholder from the example "
+                           "configuration: set 64 random characters (see the README)")
     for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "RESET_CODE_TTL", "TEMP_PASSWORD_TTL"):
         if int(cfg[name]) <= 0:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
@@ -268,7 +305,7 @@ def check_config(app: Flask) -> None:
         # Every node must publish a rotated key before any node signs with it.
         raise RuntimeError("AUTHSERVER_KEYS_RELOAD_INTERVAL must be positive and below "
                            "AUTHSERVER_JWKS_CACHE_TTL")
-    if cfg["ACCESS_TOKEN_ALG"] not in ("RS256", "ES256") or cfg["ID_TOKEN_ALG"] not in ("RS256", "ES256"):
+    if not {cfg["ACCESS_TOKEN_ALG"], cfg["ID_TOKEN_ALG"]} <= {"RS256", "ES256"}:
         raise RuntimeError("signing algorithms must be RS256 or ES256")
     check_webauthn(cfg)
     outbound.check_settings(cfg)

@@ -249,7 +249,7 @@ SAFE_NEXT_PATHS = ("/authorize", "/refresh")
 
 
 def safe_next(url: str | None) -> str | None:
-    """Accept only a relative path to this issuer's /authorize or /refresh; anything else is None."""
+    """Accept only a relative path to this issuer's /authorize or /refresh; else None."""
     if not url or len(url) > 4096:
         return None
     if "\\" in url or any(ord(c) < 32 for c in url):

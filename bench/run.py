@@ -8,7 +8,8 @@ database dropped at the end), seeds it through the CLI, and measures at 16 concu
 connections: discovery, JWKS, the token endpoint (client_credentials; refresh_token with
 rotation, one chain per connection), userinfo, /authorize?prompt=none and /refresh with a
 live session (in alternating rounds, see run_pair), a full login (GET /login + POST), and
-POST /forgot-password at a fixed rate with an SMTP server that takes 1 s per message. The floor, bench/floor_app.py (one RS256
+POST /forgot-password at a fixed rate with an SMTP server that takes 1 s per message. The
+floor, bench/floor_app.py (one RS256
 JWT per request) on the same gunicorn settings, is measured before and after; every figure
 is also printed as a ratio of it. Results go to bench/results/ (gitignored) as JSON and
 Markdown. See bench/README.md.

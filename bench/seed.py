@@ -56,7 +56,7 @@ def user_columns(engine: sa.Engine) -> list[str]:
     """The columns to write, after checking every required one is known here."""
     cols = sa.inspect(engine).get_columns("users")
     unknown = [c["name"] for c in cols if not c["nullable"] and c.get("default") is None
-               and not c.get("autoincrement") is True and c["name"] not in KNOWN]
+               and c.get("autoincrement") is not True and c["name"] not in KNOWN]
     if unknown:
         raise RuntimeError(f"users has NOT NULL columns bench/seed.py does not fill: {unknown}")
     names = {c["name"] for c in cols}

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from datetime import datetime, timezone
 
+import freezegun
 import pytest
 from freezegun import freeze_time
 from jinja2 import StrictUndefined
@@ -16,6 +17,13 @@ from authserver.tokens.keyfiles import write_key_set
 from authserver.tokens.keyset import new_key_set
 from support import (FROZEN_AT, AuthActions, LiveServer, _empty_tables, base_settings,
                      database_url, free_port, is_postgres, make_client, make_user)
+
+# pytest's own timings (--durations, the junit report) must read the real clock while a
+# test has frozen it, or a frozen test reports an absurd duration. Only _pytest.timing: the
+# ignore list is also matched against the 5 frames above every clock read, and a test
+# function calling, say, pyotp directly sits right above _pytest.python's frames, so
+# ignoring all of "_pytest" would unfreeze those reads.
+freezegun.configure(extend_ignore_list=["_pytest.timing"])
 
 
 @pytest.fixture(scope="session")

@@ -13,6 +13,7 @@ import re
 import secrets
 import socket
 import threading
+from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
 import pyotp
@@ -133,10 +134,17 @@ def make_client(app, name="App", *, redirect_uris=("http://127.0.0.1:9999/callba
         return client.client_id, secret
 
 
+def client_for(client_id: str):
+    """The registered client, or a stand-in (no licence needed) for unit tests that store
+    tokens under a client id they never registered."""
+    return oauth.query_client(client_id) or SimpleNamespace(client_id=client_id, id=None,
+                                                            requires_licence=False)
+
+
 def use_refresh_token(raw: str, client_id: str):
     """What the refresh grant does with a presented token: find it usable, then rotate it
     (the grant rotates in save_token, once the new access token is signed)."""
-    row = tokens.usable_refresh_token(raw, client_id)
+    row = tokens.usable_refresh_token(raw, client_for(client_id))
     return row if row is not None and tokens.rotate_refresh_token(row) else None
 
 

@@ -51,7 +51,8 @@ def sign_out() -> None:
     g.browser_session = None
 
 
-def begin(user: User, amr: list[str], done: tuple[str, ...] = ("pwd",), next_url: str | None = None):
+def begin(user: User, amr: list[str], done: tuple[str, ...] = ("pwd",),
+          next_url: str | None = None):
     """A first factor is verified: the response for whatever the sign-in needs next.
 
     `done`: the steps the factor satisfied; `next_url`: the pending request it carried

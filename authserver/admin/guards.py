@@ -4,15 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass
 
+from authlib.oauth2 import OAuth2Error
 from flask import abort, flash, g, redirect, request, url_for
 
 from ..accounts import login_flow, signin
 from ..accounts.states import AccountState
 from ..errors import AuthserverError
-from ..oauth import services as oauth
-from ..tokens import services as tokens
-from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
-from . import services
+from ..oauth.bearer import AccessToken, rejection, verify_bearer
 
 ADMIN_SCOPE = "admin"
 
@@ -60,49 +58,34 @@ def require_admin():
 
 
 def require_admin_token(exempt: tuple[str, ...] = ()) -> None:
-    """before_request of the admin API: a valid access token with scope `admin`.
+    """before_request of the admin API: a live access token (oauth.bearer) with scope `admin`.
 
     A client_credentials token (sub == client_id) needs a confidential client still
-    registered with scope `admin`; a user's token needs a user with role `admin`.
+    registered with scope `admin`; a user's token needs an active user with role `admin`.
     """
     if request.endpoint in exempt:
         return
-    claims = _bearer_claims()
-    if ADMIN_SCOPE not in str(claims.get("scope") or "").split():
-        raise BearerRejected(403, "The access token lacks the admin scope.", "insufficient_scope")
-    client = oauth.query_client(claims.get("client_id"))
-    if client is None:
-        raise BearerRejected(401, "The access token's client is not registered.", "invalid_token")
-    if claims.get("sub") == client.client_id:
+    token = _bearer_token()
+    client = token.client
+    if token.get("sub") == client.client_id:
         if client.public or ADMIN_SCOPE not in client.scope.split():
             raise BearerRejected(403, "This client may not use the admin API.",
                                  "insufficient_scope")
         g.principal = Principal(client_id=client.client_id)
         return
-    g.principal = Principal(client_id=client.client_id, user_id=_admin_user_id(claims))
-
-
-def _bearer_claims() -> dict:
-    scheme, _, raw = request.headers.get("Authorization", "").partition(" ")
-    if scheme.lower() != "bearer" or not raw.strip():
-        raise BearerRejected(401, "A bearer access token is required.")
-    try:
-        claims = decode_access_token(raw.strip())
-    except AccessTokenInvalid as exc:
-        raise BearerRejected(401, "The access token is invalid, expired or revoked.",
-                             "invalid_token") from exc
-    if tokens.is_access_token_revoked(str(claims.get("jti") or "")):
-        raise BearerRejected(401, "The access token is invalid, expired or revoked.",
-                             "invalid_token")
-    return claims
-
-
-def _admin_user_id(claims: dict) -> int:
-    user = services.find_by_sub(claims.get("sub"))
-    if user is None or user.state != AccountState.ACTIVE:
-        raise BearerRejected(401, "The access token's user cannot use tokens.", "invalid_token")
-    if not user.is_admin:
+    if not token.user.is_admin:
         raise BearerRejected(403, "Only administrators may use the admin API.")
-    if signin.mfa_policy_covers(user) and not user.has_second_step:
+    if signin.mfa_policy_covers(token.user) and not token.user.has_second_step:
         raise BearerRejected(403, "The MFA policy requires two-step sign-in for this user.")
-    return user.id
+    g.principal = Principal(client_id=client.client_id, user_id=token.user.id)
+
+
+def _bearer_token() -> AccessToken:
+    try:
+        return verify_bearer(request, [ADMIN_SCOPE], fresh_client=True)
+    except OAuth2Error as exc:
+        error, status = rejection(exc)
+        message = {None: "A bearer access token is required.",
+                   "invalid_token": "The access token is invalid, expired or revoked.",
+                   "insufficient_scope": "The access token lacks the admin scope."}[error]
+        raise BearerRejected(status, message, error) from exc

@@ -298,7 +298,8 @@ def set_backchannel_logout_uri(client: Client, *, backchannel_logout_uri: str | 
     """Set an application's back-channel logout URI (OIDC Back-Channel Logout 1.0 section 2.2;
     https, or http on this machine)."""
     oauth.set_backchannel_logout_uri(client, backchannel_logout_uri)
-    security_event("client_backchannel_logout_uri_changed", actor_id=actor_id, client_id=client.client_id,
+    security_event("client_backchannel_logout_uri_changed", actor_id=actor_id,
+                   client_id=client.client_id,
                    backchannel_logout_uri=client.backchannel_logout_uri,
                    **({"via_client": via_client} if via_client else {}))
     db.session.commit()

@@ -69,6 +69,7 @@ def run_command(host, port, demo):
     if demo and app.config["ORGANISATION_NAME"] == Defaults.ORGANISATION_NAME:
         app.config["ORGANISATION_NAME"] = DEMO_ORGANISATION
     if demo:
+        app.config["MAIL_CONSOLE_SHOWS_CODES"] = True  # the demo is read on this console
         data = seed_demo(app, port)
         print_demo(app, data)
         stop_demo = start_demo_app(app, data, host, port + 1)

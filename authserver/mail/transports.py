@@ -12,7 +12,7 @@ import sys
 from email.message import EmailMessage
 from email.utils import format_datetime, make_msgid, parseaddr
 from pathlib import Path
-from typing import Mapping, Protocol, TextIO
+from typing import Callable, Mapping, Protocol, TextIO
 
 import flask_mail
 from flask import Flask, current_app
@@ -121,17 +121,23 @@ class ConsoleFileTransport:
     """
 
     WITHHELD_KINDS = frozenset({"temporary_password"})
+    # Kinds carrying a verification code: shown only when show_codes() says so (an explicit
+    # MAIL_TRANSPORT=console, or `authserver run --demo`).
+    CODE_KINDS = frozenset({"reset_code", "admin_reset"})
 
-    def __init__(self, directory: str | Path, sender: str, stream: TextIO | None = None) -> None:
+    def __init__(self, directory: str | Path, sender: str, stream: TextIO | None = None,
+                 show_codes: Callable[[], bool] = lambda: True) -> None:
         self.directory = Path(directory)
         self.sender = sender
         self.stream = stream
+        self.show_codes = show_codes
 
     def deliver(self, msg: OutboxMessage) -> None:
         """Write instance/mail/<utc-time>-<id>-<kind>.eml, then print to, subject and text."""
         path = self._write(msg)
         body = msg.text
-        if msg.kind in self.WITHHELD_KINDS:
+        if msg.kind in self.WITHHELD_KINDS or (msg.kind in self.CODE_KINDS
+                                               and not self.show_codes()):
             body = f"(body not shown on the console; it is in {path})"
         print(f"--- mail #{msg.id} ({msg.kind}) -> {path.name}\nTo: {msg.to}\n"
               f"Subject: {msg.subject}\n\n{body.rstrip()}\n---",
@@ -192,7 +198,9 @@ def make_transport(app: Flask) -> Transport:
                              cafile=config.get("MAIL_CA_FILE"))
     if name == "console":
         return ConsoleFileTransport(Path(app.instance_path) / "mail",
-                                    sender=config.get("MAIL_DEFAULT_SENDER") or "authserver")
+                                    sender=config.get("MAIL_DEFAULT_SENDER") or "authserver",
+                                    show_codes=lambda: bool(
+                                        config.get("MAIL_CONSOLE_SHOWS_CODES")))
     if name == "memory":
         return MemoryTransport()
     raise ValueError(f"MAIL_TRANSPORT must be one of {', '.join(TRANSPORT_NAMES)}, not {name!r}")

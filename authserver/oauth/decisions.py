@@ -9,7 +9,6 @@ server's hooks (RFC 9207 `iss`) and the grant's hooks run on every path.
 from __future__ import annotations
 
 from dataclasses import dataclass, field
-from typing import Union
 from urllib.parse import urlencode
 
 from authlib.oauth2 import OAuth2Error, OAuth2Request
@@ -88,7 +87,7 @@ class LoopPage:
     cookies_blocked: bool = False
 
 
-Decision = Union[IssueCode, ErrorRedirect, AskConsent, ToSignIn, NoLicence, ErrorPage, LoopPage]
+Decision = IssueCode | ErrorRedirect | AskConsent | ToSignIn | NoLicence | ErrorPage | LoopPage
 SILENT = (IssueCode, ErrorRedirect)
 
 

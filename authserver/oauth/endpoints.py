@@ -5,34 +5,19 @@ from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7009 import RevocationEndpoint as _Revocation
 from authlib.oauth2.rfc7662 import IntrospectionEndpoint as _Introspection
 
-from .. import clock
-from ..accounts import services as accounts
 from ..extensions import db
 from ..tokens import services as tokens
-from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
+from ..tokens.liveness import refresh_token_liveness
 from ..tokens.models import RefreshToken
+from . import services
+from .bearer import load_access_token
 
 CLIENT_AUTH = ["client_secret_basic", "client_secret_post", "none"]
 
 
-class AccessTokenClaims(dict):
-    """A verified JWT access token, shaped like Authlib's TokenMixin."""
-
-    def check_client(self, client) -> bool:
-        return self.get("client_id") == client.get_client_id()
-
-    def get_scope(self) -> str:
-        return self.get("scope", "")
-
-    def is_expired(self) -> bool:
-        return self["exp"] <= clock.timestamp()
-
-    def is_revoked(self) -> bool:
-        return tokens.is_access_token_revoked(self["jti"])
-
-
 def query_any_token(token_string: str, hint: str | None):
-    """A refresh token row or verified access-token claims, trying the hinted kind first."""
+    """A refresh token row or one of our access tokens (bearer.AccessToken, with its verdict),
+    trying the hinted kind first."""
     kinds = ["refresh_token", "access_token"]
     if hint == "access_token":
         kinds.reverse()
@@ -42,10 +27,9 @@ def query_any_token(token_string: str, hint: str | None):
             if row is not None:
                 return row
         else:
-            try:
-                return AccessTokenClaims(decode_access_token(token_string))
-            except AccessTokenInvalid:
-                continue
+            token = load_access_token(token_string)
+            if token is not None:
+                return token
     return None
 
 
@@ -88,8 +72,13 @@ class IntrospectionEndpoint(_Introspection):
         return not client.public and token.check_client(client)
 
     def introspect_token(self, token):
+        """RFC 7662 section 2.2: active exactly when the server would accept the token
+        (tokens.liveness): user active, session live, licence held, code not replayed."""
         if isinstance(token, RefreshToken):
-            user = accounts.get_user(token.user_id)
+            client = services.query_client_cached(token.client_id)
+            if not refresh_token_liveness(token, client).alive:
+                return {"active": False}
+            user = token.user
             return {"active": True, "token_type": "refresh_token", "client_id": token.client_id,
                     "scope": token.scope, "sub": user.sub if user else None,
                     "exp": int(token.family_expires_at.timestamp()),

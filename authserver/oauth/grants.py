@@ -15,7 +15,9 @@ from ..accounts.states import can_use_tokens
 from ..extensions import db
 from ..tokens import keyring
 from ..tokens import services as tokens
+from ..tokens.jwt_access import ACCESS_TOKENS
 from ..tokens.lifetimes import id_token_ttl
+from ..tokens.liveness import session_claim
 from . import services
 from .claims import userinfo_for
 
@@ -34,7 +36,20 @@ def _usable_user(user_id: int) -> User | None:
     return user if can_use_tokens(user) else None
 
 
-class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
+class SessionBoundTokens:
+    """Access tokens name the browser session they were issued in (liveness.SESSION_CLAIM),
+    so they die with it; Authlib's generate_token has no way to pass extra claims."""
+
+    def generate_token(self, user=None, scope=None, grant_type=None, expires_in=None,
+                       include_refresh_token=True):
+        return ACCESS_TOKENS(grant_type or self.GRANT_TYPE, self.request.client, user, scope,
+                             expires_in, include_refresh_token, self.access_token_claims())
+
+    def access_token_claims(self) -> dict:
+        raise NotImplementedError
+
+
+class AuthorizationCodeGrant(SessionBoundTokens, grants.AuthorizationCodeGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     AUTHORIZATION_CODE_LENGTH = 43
 
@@ -67,7 +82,14 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
             method=request.payload.data.get("code_challenge_method"))
 
     def query_authorization_code(self, code, client):
-        return services.claim_authorization_code(code, client)
+        """Claim the code, recording the jti its access token will carry (a replay revokes
+        it, RFC 6749 section 4.1.2)."""
+        self.access_jti = security.random_token(16)
+        return services.claim_authorization_code(code, client, access_jti=self.access_jti)
+
+    def access_token_claims(self) -> dict:
+        code = self.request.authorization_code
+        return {"jti": self.access_jti, **session_claim(code.session_id)}
 
     def delete_authorization_code(self, authorization_code):
         """Already marked used when claimed; nothing to delete."""
@@ -88,17 +110,21 @@ class AuthorizationCodeGrant(grants.AuthorizationCodeGrant):
         db.session.commit()
 
 
-class RefreshTokenGrant(grants.RefreshTokenGrant):
+class RefreshTokenGrant(SessionBoundTokens, grants.RefreshTokenGrant):
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
-        """The token must belong to the authenticated client, never to a client_id in the body."""
-        return tokens.usable_refresh_token(refresh_token, self.request.client.get_client_id())
+        """A live token (tokens.liveness: session, user state, licence) of the authenticated
+        client, never of a client_id in the body."""
+        return tokens.usable_refresh_token(refresh_token, self.request.client)
 
     def authenticate_user(self, refresh_token):
-        """The user loaded with the token (usable_refresh_token), if tokens may be issued."""
-        return refresh_token.user if can_use_tokens(refresh_token.user) else None
+        """The user loaded with the token, found active by usable_refresh_token."""
+        return refresh_token.user
+
+    def access_token_claims(self) -> dict:
+        return session_claim(self.request.refresh_token.session_id)
 
     def revoke_old_credential(self, refresh_token):
         """Rotation happens atomically in save_token."""

@@ -104,6 +104,8 @@ class AuthorizationCode(db.Model):
     expires_at: Mapped[datetime] = mapped_column(UTCDateTime, index=True)
     used_at: Mapped[datetime | None] = mapped_column(UTCDateTime)
     family_id: Mapped[str | None] = mapped_column(String(36))
+    # The jti of the access token issued for this code, revoked if the code is replayed.
+    access_jti: Mapped[str | None] = mapped_column(String(64))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime, default=clock.now)
 
     # --- Authlib AuthorizationCodeMixin (OIDC flavour) ---

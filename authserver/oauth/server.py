@@ -11,7 +11,7 @@ from authlib.oauth2.rfc6749.requests import BasicOAuth2Payload
 from authlib.oauth2.rfc9207 import IssuerParameter
 from flask import Flask, current_app, request
 
-from ..tokens.jwt_access import AccessTokenGenerator
+from ..tokens.jwt_access import ACCESS_TOKENS
 from . import client_limits, services
 from .endpoints import IntrospectionEndpoint, RevocationEndpoint
 from .grants import (AuthorizationCodeGrant, ClientCredentialsGrant, OpenIDCode,
@@ -79,7 +79,7 @@ def build_server(app: Flask) -> AuthorizationServer:
     """Register our grants, endpoints and JWT generator on a new server stored in the app."""
     server = AuthorizationServer()
     server.init_app(app, query_client=services.query_client_cached, save_token=_no_save)
-    server.register_token_generator("default", AccessTokenGenerator())
+    server.register_token_generator("default", ACCESS_TOKENS)
     server.register_client_auth_method("client_secret_basic", _client_secret_basic)
     server.register_grant(AuthorizationCodeGrant, [S256CodeChallenge(required=True),
                                                    OpenIDCode(require_nonce=False)])

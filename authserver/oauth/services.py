@@ -13,11 +13,13 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import clock, security
-from ..accounts.models import Licence, User
+from ..accounts.models import User
 from ..audit import security_event
 from ..errors import AuthserverError
 from ..extensions import db
 from ..tokens import services as tokens
+from ..tokens.lifetimes import access_token_ttl
+from ..tokens.liveness import holds_licence
 from .cors import OriginInvalid, client_web_origins, parse_web_origin
 from .models import (DEFAULT_GRANTS, DEFAULT_SCOPE, AuthorizationCode, Client, Consent,
                      SessionClient)
@@ -173,8 +175,13 @@ def save_authorization_code(code: str, *, client: Client, user: User, session, r
     db.session.commit()
 
 
-def claim_authorization_code(code: str, client: Client) -> AuthorizationCode | None:
-    """Redeem a code once (RFC 6749 section 4.1.2): a replay revokes what the first use issued."""
+def claim_authorization_code(code: str, client: Client, access_jti: str | None = None
+                             ) -> AuthorizationCode | None:
+    """Redeem a code once (RFC 6749 section 4.1.2): a replay revokes what the first use issued.
+
+    The claim records access_jti, the jti the access token about to be issued will carry, in
+    the same conditional UPDATE, so a replay arriving at any later moment can revoke it.
+    """
     if not code or len(code) > 256:
         return None
     row = db.session.scalar(select(AuthorizationCode).where(
@@ -185,11 +192,15 @@ def claim_authorization_code(code: str, client: Client) -> AuthorizationCode | N
     won = db.session.execute(
         update(AuthorizationCode).where(AuthorizationCode.id == row.id,
                                         AuthorizationCode.used_at.is_(None))
-        .values(used_at=now).execution_options(synchronize_session=False)).rowcount == 1
+        .values(used_at=now, access_jti=access_jti)
+        .execution_options(synchronize_session=False)).rowcount == 1
     if not won:
         db.session.refresh(row)
         if row.family_id:
             tokens.revoke_family(row.family_id, now)
+        if row.access_jti:
+            lives_until = (row.used_at or now).timestamp() + access_token_ttl(client, "")
+            tokens.revoke_access_token(row.access_jti, int(lives_until) + 1)
         security_event("code_replay", user_id=row.user_id, client_id=client.client_id)
         db.session.commit()
         return None
@@ -217,10 +228,8 @@ def nonce_used(client_id: str, nonce: str) -> bool:
 
 
 def has_licence(user: User, client: Client) -> bool:
-    if not client.requires_licence:
-        return True
-    return db.session.scalar(select(Licence.id).where(
-        Licence.user_id == user.id, Licence.client_id == client.id)) is not None
+    """The licence rule of tokens.liveness, asked at /authorize before a code is issued."""
+    return holds_licence(user.id, client)
 
 
 def needs_consent(user: User, client: Client, scope: str) -> bool:

@@ -2,20 +2,14 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request, url_for
+from flask import Blueprint, current_app, jsonify, redirect, render_template, request
 
-from .. import clock
 from ..accounts import login_flow
-from ..accounts import services as accounts
-from ..accounts.states import can_use_tokens
-from ..audit import security_event
-from ..extensions import db, limiter
-from ..tokens import services as tokens
-from ..tokens.jwt_access import AccessTokenInvalid, decode_access_token
-from . import decisions, loop_guard, responses
+from ..extensions import limiter
+from . import bearer, decisions, loop_guard, responses
 from .claims import userinfo_for
 from .forms import ConsentForm, LogoutForm
-from .logout import LogoutRejected, validate_logout
+from .logout import LogoutRejected, log_out, validate_logout
 from .server import current_server
 
 bp = Blueprint("oauth", __name__)
@@ -61,25 +55,15 @@ def introspect():
 
 @bp.route("/userinfo", methods=["GET", "POST"])
 def userinfo():
-    """OIDC Core 1.0 section 5.3, bearer token in the header (RFC 6750 section 2.1)."""
-    auth = request.headers.get("Authorization", "")
-    scheme, _, raw = auth.partition(" ")
-    if not auth and request.method == "POST" and request.mimetype == \
-            "application/x-www-form-urlencoded":
-        scheme, raw = "bearer", request.form.get("access_token", "")  # RFC 6750 section 2.2
-    if scheme.lower() != "bearer" or not raw.strip():
-        return _bearer_error(None)
+    """OIDC Core 1.0 section 5.3: a live access token (oauth.bearer) with scope openid, in
+    the header (RFC 6750 section 2.1) or the form body (section 2.2)."""
     try:
-        claims = decode_access_token(raw.strip())
-    except AccessTokenInvalid:
+        token = bearer.verify_bearer(request, ["openid"], form_token=True)
+    except OAuth2Error as exc:
+        return _bearer_error(*bearer.rejection(exc))
+    if token.user is None:  # a client's own token (client_credentials) has no user
         return _bearer_error("invalid_token")
-    user = db.session.scalar(db.select(accounts.User).where(accounts.User.sub == claims["sub"]))
-    if user is None or not can_use_tokens(user) or \
-            tokens.is_access_token_revoked(claims["jti"]):
-        return _bearer_error("invalid_token")
-    if "openid" not in (claims.get("scope") or "").split():
-        return _bearer_error("insufficient_scope", 403)
-    resp = jsonify(dict(userinfo_for(user, claims.get("scope", ""))))
+    resp = jsonify(dict(userinfo_for(token.user, token.get_scope())))
     resp.headers["Cache-Control"] = "no-store"
     return resp
 
@@ -114,9 +98,6 @@ def logout():
         return render_template("oauth/logout.html", form=form)
     if request.method == "POST" and not form.validate_on_submit():
         return responses.form_expired()
-    if bs is not None:
-        tokens.revoke_session(bs)
-        security_event("logout", user_id=bs.user_id)
-        db.session.commit()
+    log_out(bs)
     login_flow.sign_out()
     return redirect(target) if target else render_template("oauth/logged_out.html")

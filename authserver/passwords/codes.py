@@ -42,6 +42,11 @@ def _try_key(login: str) -> str:
     return security.keyed_hash(security.normalise_login(login), "code-try")
 
 
+def account_send_key(user) -> str:
+    """The send log's key for an account: every name of one account shares one budget."""
+    return security.keyed_hash(str(user.id), "code-send-account")
+
+
 def void_codes(user, now: datetime) -> None:
     """Stop every live code of the user (a newer code, or a new password, replaces them)."""
     db.session.execute(update(ResetCode).where(ResetCode.user_id == user.id,
@@ -92,27 +97,54 @@ def check_code(user, code: str, now: datetime) -> None:
     raise CodeRejected(NOT_VALID)
 
 
+def check_typed_code(login: str, user, code: str, now: datetime) -> None:
+    """Confirm a code typed with a name; the answer depends only on the typed name.
+
+    The account's code (check_code) counts its own wrong tries, so one account has one
+    budget of tries whichever of its names is typed; but its answers are never shown: an
+    account whose code died under its user name must not say so under its email address,
+    or the page would link the two names (SPEC 7). The page answers from the typed name's
+    counter (reject_without_code), exactly as for a name without an account. `user` is None
+    when there is no account or it may not reset. The caller commits the counted tries.
+    """
+    if _name_tries(login, now)[1] >= int(current_app.config["RESET_CODE_MAX_TRIES"]):
+        raise CodeDead(DEAD)
+    if user is not None:
+        try:
+            check_code(user, code, now)
+            return
+        except (CodeRejected, CodeDead):
+            pass
+    reject_without_code(login, now)
+
+
+def _name_tries(login: str, now: datetime) -> tuple[int | None, int]:
+    """(id of the typed name's last send within RESET_CODE_TTL or None, wrong tries since)."""
+    last = db.session.execute(select(CodeSend.id, CodeSend.sent_at)
+                              .where(CodeSend.key_hash == send_key(login))
+                              .order_by(CodeSend.id.desc()).limit(1)).first()
+    ttl = int(current_app.config["RESET_CODE_TTL"])
+    if last is None or now >= last.sent_at + timedelta(seconds=ttl):
+        return None, 0
+    return last.id, db.session.scalar(select(func.count(CodeSend.id)).where(
+        CodeSend.key_hash == _try_key(login), CodeSend.id > last.id))
+
+
 def reject_without_code(login: str, now: datetime) -> None:
-    """Answer a name that has no code to check exactly as check_code answers a wrong code.
+    """Answer a wrong code on the typed name's own counter, as check_code answers for a code.
 
     Tries count on the typed name since its last send (Send code or Resend code), for
     RESET_CODE_TTL: "not valid" four times, then "too many wrong tries" until the next
     send. Without this, only real accounts could reach the dead-code message. Always raises;
     the caller commits the counted try.
     """
-    cfg = current_app.config
-    max_tries, ttl = int(cfg["RESET_CODE_MAX_TRIES"]), int(cfg["RESET_CODE_TTL"])
-    last = db.session.execute(select(CodeSend.id, CodeSend.sent_at)
-                              .where(CodeSend.key_hash == send_key(login))
-                              .order_by(CodeSend.id.desc()).limit(1)).first()
-    if last is None or now >= last.sent_at + timedelta(seconds=ttl):
+    max_tries = int(current_app.config["RESET_CODE_MAX_TRIES"])
+    last_id, tries = _name_tries(login, now)
+    if last_id is None:
         raise CodeRejected(NOT_VALID)
-    key = _try_key(login)
-    tries = db.session.scalar(select(func.count(CodeSend.id))
-                              .where(CodeSend.key_hash == key, CodeSend.id > last.id))
     if tries >= max_tries:
         raise CodeDead(DEAD)
-    db.session.add(CodeSend(key_hash=key, sent_at=now))
+    db.session.add(CodeSend(key_hash=_try_key(login), sent_at=now))
     if tries + 1 >= max_tries:
         raise CodeDead(DEAD)
     raise CodeRejected(NOT_VALID)

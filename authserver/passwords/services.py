@@ -34,10 +34,21 @@ class SendThrottled(AuthserverError):
 
 def check_send_allowed(login: str) -> None:
     """Resend 60 s after the last send, at most 5 sends an hour, keyed on the typed name."""
+    throttled = _send_throttle(codes.send_key(login), clock.now())
+    if throttled is not None:
+        raise throttled
+
+
+def _account_may_send(user: User, now) -> bool:
+    """The same limits per account, silently: a user name and an email address of one
+    account share one budget, and the page never shows this answer (SPEC 7)."""
+    return _send_throttle(codes.account_send_key(user), now) is None
+
+
+def _send_throttle(key: str, now) -> SendThrottled | None:
+    """The limit a send under this key would break (locked until the transaction ends)."""
     cfg = current_app.config
-    key = codes.send_key(login)
     _lock_key(key)
-    now = clock.now()
     hour_ago = now - timedelta(hours=1)
     last, count, oldest = db.session.execute(
         select(func.max(CodeSend.sent_at), func.count(CodeSend.id), func.min(CodeSend.sent_at))
@@ -45,12 +56,13 @@ def check_send_allowed(login: str) -> None:
     interval = int(cfg["RESEND_INTERVAL"])
     if last is not None and (now - last).total_seconds() < interval:
         wait = interval - int((now - last).total_seconds())
-        raise SendThrottled(f"A code was sent moments ago. You can ask for a new one in "
-                            f"{_count(wait, 'second')}.", wait)
+        return SendThrottled(f"A code was sent moments ago. You can ask for a new one in "
+                             f"{_count(wait, 'second')}.", wait)
     if count >= int(cfg["RESEND_MAX_PER_HOUR"]):
         wait = int((oldest + timedelta(hours=1) - now).total_seconds()) + 1
-        raise SendThrottled(f"Too many codes were asked for this name. Try again in "
-                            f"{_count((wait + 59) // 60, 'minute')}.", wait)
+        return SendThrottled(f"Too many codes were asked for this name. Try again in "
+                             f"{_count((wait + 59) // 60, 'minute')}.", wait)
+    return None
 
 
 def _lock_key(key: str) -> None:
@@ -81,7 +93,16 @@ def request_code(login: str) -> None:
     user = accounts.find_by_login(login)
     if user is None:
         security_event("reset_requested_unknown")
-    elif user.password_hash is None:  # signs in only upstream (SPEC section 10)
+    elif not _account_may_send(user, now):
+        security_event("reset_send_suppressed", user_id=user.id)
+    else:
+        _log_account_send(user, now)
+        _mail_code_or_notice(user, now)
+    db.session.commit()
+
+
+def _mail_code_or_notice(user: User, now) -> None:
+    if user.password_hash is None:  # signs in only upstream (SPEC section 10)
         outbox.queue(messages.upstream_only(user, upstreams.passwordless_labels(user),
                                             external("/login")))
         security_event("reset_refused_no_password", user_id=user.id)
@@ -92,7 +113,10 @@ def request_code(login: str) -> None:
     else:
         outbox.queue(messages.cannot_reset(user))
         security_event("reset_refused_state", user_id=user.id, state=user.state)
-    db.session.commit()
+
+
+def _log_account_send(user: User, now) -> None:
+    db.session.add(CodeSend(key_hash=codes.account_send_key(user), sent_at=now))
 
 
 def _confirm_url(user: User) -> str:
@@ -105,17 +129,15 @@ def confirm_reset(login: str, code: str, new_password: str) -> User:
     Raises PasswordRejected, CodeRejected or CodeDead, with the same answers for a name
     without an account (or with one that may not reset): until the code is right, the
     password is judged only against what was typed, never against the account's own
-    name or email, and wrong tries count the same way (codes.reject_without_code).
+    name or email, and wrong tries count the same way (codes.check_typed_code).
     """
     login = (login or "").strip()[:320]
     check_password(new_password, username=login)
     user = accounts.find_by_login(login)
     now = clock.now()
     try:
-        if can_self_reset(user) and user.password_hash is not None:
-            codes.check_code(user, code, now)
-        else:
-            codes.reject_without_code(login, now)
+        may_reset = can_self_reset(user) and user.password_hash is not None
+        codes.check_typed_code(login, user if may_reset else None, code, now)
     except CodeDead:
         security_event("reset_code_dead", user_id=user.id if user else None)
         db.session.commit()
@@ -171,7 +193,12 @@ def admin_reset(user: User, actor_id: int | None, client_id: str | None = None) 
     """An administrator's Reset: must reset before signing in; a code is emailed at once."""
     states.apply(user, Action.RESET)
     tokens.revoke_user_sessions(user.id, "admin_reset")
-    code = codes.issue_code(user, clock.now())
+    now = clock.now()
+    code = codes.issue_code(user, now)
+    # A send under the user name the email's link fills in, so the confirm page counts its
+    # tries like after Send code (codes.check_typed_code), and on the account's budget.
+    db.session.add(CodeSend(key_hash=codes.send_key(user.username), sent_at=now))
+    _log_account_send(user, now)
     outbox.queue(messages.admin_reset(user, code, _confirm_url(user)))
     security_event("admin_reset", user_id=user.id, actor_id=actor_id, client_id=client_id)
     db.session.commit()

@@ -21,7 +21,8 @@ ALGORITHMS = ["RS256", "ES256"]
 
 
 class AccessTokenGenerator:
-    """Authlib token generator (the server's "default"): a signed at+jwt plus an opaque refresh token.
+    """Authlib token generator (the server's "default"): a signed at+jwt and an opaque refresh
+    token.
 
     Authlib passes user=None for client_credentials; the token's sub is then the client id
     (RFC 9068 section 2.2).
@@ -45,6 +46,9 @@ class AccessTokenGenerator:
         if include_refresh_token:
             token["refresh_token"] = security.random_token(32)
         return token
+
+
+ACCESS_TOKENS = AccessTokenGenerator()
 
 
 def sign_access_token(client_id: str, user, scope: str, expires_in: int, extra: dict) -> str:

@@ -18,6 +18,7 @@ from ..accounts.models import BrowserSession
 from ..audit import security_event
 from ..db import delete_in_batches
 from ..extensions import db
+from .liveness import Liveness, Verdict, is_jti_revoked, refresh_token_liveness
 from .models import RefreshToken, RevokedAccessToken
 
 
@@ -39,30 +40,35 @@ def store_refresh_token(raw: str, *, client_id: str, user_id: int, scope: str,
     return family_id
 
 
-def usable_refresh_token(raw: str, client_id: str) -> RefreshToken | None:
-    """A refresh token the client may use now, with its session and user, from one query.
-
-    Nothing is written for a usable token: rotate_refresh_token marks it used just before the
-    new one is stored, so no write lock is held while the new access token is signed (SQLite
-    has one writer; its busy handler sleeps up to 100 ms at a time). A token already rotated
-    is reuse, handled here at once unless it is inside REFRESH_REUSE_GRACE.
-    """
-    if not raw or len(raw) > 512:
-        return None
+def check_refresh_token(raw: str, client) -> tuple[RefreshToken | None, Liveness]:
+    """A presented refresh token and its verdict (liveness.refresh_token_liveness), from one
+    query with its session and user; writes nothing."""
+    if not raw or not isinstance(raw, str) or len(raw) > 512 or client is None:
+        return None, Liveness(Verdict.UNKNOWN)
     now = clock.now()
     row = db.session.scalar(
         select(RefreshToken)
         .outerjoin(RefreshToken.session).join(RefreshToken.user)
         .options(contains_eager(RefreshToken.session), contains_eager(RefreshToken.user))
         .where(RefreshToken.token_hash == hash_refresh_token(raw)))
-    if row is None or row.client_id != client_id or row.revoked_at is not None:
-        return None
-    if now >= row.family_expires_at or not _session_live(row, now):
-        return None
-    if row.rotated_at is not None and not _in_grace(row, now):
-        _reused(row, now)
-        return None
-    return row
+    if row is None or row.client_id != client.client_id:
+        return None, Liveness(Verdict.UNKNOWN)
+    return row, refresh_token_liveness(row, client, now=now, rotated_ok=_in_grace(row, now))
+
+
+def usable_refresh_token(raw: str, client) -> RefreshToken | None:
+    """A refresh token the client may use now (alive, RFC 6749 section 6), or None.
+
+    Nothing is written for a usable token: rotate_refresh_token marks it used just before the
+    new one is stored, so no write lock is held while the new access token is signed (SQLite
+    has one writer; its busy handler sleeps up to 100 ms at a time). A token already rotated
+    is reuse, recorded here at once (family revoked, committed) unless inside
+    REFRESH_REUSE_GRACE.
+    """
+    row, life = check_refresh_token(raw, client)
+    if life.verdict is Verdict.ROTATED:
+        _reused(row, clock.now())
+    return row if life.alive else None
 
 
 def rotate_refresh_token(row: RefreshToken) -> bool:
@@ -100,13 +106,6 @@ def _reused(row: RefreshToken, now: datetime) -> None:
     security_event("refresh_reuse", user_id=row.user_id, client_id=row.client_id,
                    family_id=row.family_id)
     db.session.commit()
-
-
-def _session_live(row: RefreshToken, now: datetime) -> bool:
-    """A refresh token lives only as long as the browser session it was issued in."""
-    if row.session_id is None:
-        return True
-    return row.session is not None and row.session.is_live(now)
 
 
 def revoke_family(family_id: str, now: datetime | None = None) -> int:
@@ -156,7 +155,7 @@ def revoke_access_token(jti: str, exp: int) -> None:
 
 
 def is_access_token_revoked(jti: str) -> bool:
-    return db.session.get(RevokedAccessToken, jti) is not None
+    return is_jti_revoked(jti)
 
 
 def purge_expired(now: datetime, batch: int = 1000) -> int:

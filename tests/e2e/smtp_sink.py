@@ -60,7 +60,7 @@ class SmtpSink:
         self.inbox = Inbox()
         self._controller = Controller(self.inbox, hostname="127.0.0.1", port=port)
 
-    def start(self) -> "SmtpSink":
+    def start(self) -> SmtpSink:
         self._controller.start()
         return self
 

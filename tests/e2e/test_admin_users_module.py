@@ -176,7 +176,7 @@ def test_disable_then_enable(app, client, auth):
     uid = make_user(app, "judy")
     post_action(client, uid, "disable")
     assert user_row(app, uid).state == "disabled"
-    assert 'action="/admin/users/%d/enable"' % uid in client.get(f"/admin/users/{uid}").get_data(
+    assert f'action="/admin/users/{uid}/enable"' in client.get(f"/admin/users/{uid}").get_data(
         as_text=True)
     post_action(client, uid, "enable")
     assert user_row(app, uid).state == "active"

@@ -4,7 +4,6 @@ virtual authenticator are in tests/browser/test_passkeys.py."""
 import json
 import logging
 
-import pyotp
 import pytest
 from soft_authenticator import SoftAuthenticator
 from sqlalchemy import select
@@ -12,7 +11,7 @@ from support import PASSWORD, csrf_from, give_totp, make_user
 
 from authserver import create_app
 from authserver.accounts.factors import passkey
-from authserver.accounts.models import Passkey, SignIn, User
+from authserver.accounts.models import Passkey, User
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.mail.models import OutboxMessage

@@ -142,7 +142,7 @@ class Nginx:
         self.conf.write_text(nginx_main(folder, folder / "site.conf"))
         self.proc: subprocess.Popen | None = None
 
-    def start(self, timeout: float = 10) -> "Nginx":
+    def start(self, timeout: float = 10) -> Nginx:
         self.proc = subprocess.Popen([NGINX, "-c", str(self.conf), "-p", str(self.folder),
                                       "-g", "daemon off;"], stdout=subprocess.DEVNULL,
                                      stderr=subprocess.PIPE, start_new_session=True)
@@ -212,7 +212,7 @@ class MailRelay:
         return AuthResult(success=auth_data.login == SMTP_USER.encode()
                           and auth_data.password == SMTP_PASSWORD.encode())
 
-    def start(self) -> "MailRelay":
+    def start(self) -> MailRelay:
         self._controller.start()
         return self
 
@@ -273,7 +273,7 @@ class GunicornConf:
         self.args = [str(BIN / "gunicorn"), "-c", "deploy/gunicorn.conf.py", "wsgi:app"]
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "GunicornConf":
+    def start(self) -> GunicornConf:
         with open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen(self.args, cwd=REPO, env=self.env,
                                          stdout=subprocess.DEVNULL, stderr=err,

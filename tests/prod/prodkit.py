@@ -115,13 +115,13 @@ class Gunicorn:
                      "--graceful-timeout", "5", *extra, "wsgi:app"]
         self.proc: subprocess.Popen | None = None
 
-    def start(self) -> "Gunicorn":
+    def start(self) -> Gunicorn:
         with open(self.out_path, "ab") as out, open(self.err_path, "ab") as err:
             self.proc = subprocess.Popen(self.args, cwd=REPO, env=self.env, stdout=out,
                                          stderr=err, start_new_session=True)
         return self
 
-    def wait_ready(self, timeout: float = 30) -> "Gunicorn":
+    def wait_ready(self, timeout: float = 30) -> Gunicorn:
         deadline = time.monotonic() + timeout
         while time.monotonic() < deadline:
             if self.proc.poll() is not None:

@@ -52,7 +52,7 @@ class Cluster:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=timeout)
         assert proc.returncode == 0, f"{args[0]} failed:\n{proc.stdout}\n{proc.stderr}"
 
-    def init(self) -> "Cluster":
+    def init(self) -> Cluster:
         self._run("initdb", "-D", str(self.data), "-U", "postgres", "-A", "trust", "-E", "UTF8",
                   "--no-sync", "--no-instructions")
         return self
@@ -144,7 +144,7 @@ class Load:
                 self.results.append((started, path, outcome, time.monotonic() - started, resp))
             time.sleep(0.01)
 
-    def __enter__(self) -> "Load":
+    def __enter__(self) -> Load:
         for thread in self.threads:
             thread.start()
         return self
@@ -211,7 +211,7 @@ def test_outage_answers_503_then_recovers_without_losing_anything(cluster, serve
     assert not [r for r in load.results if r[2] == 500], errors
     outage = load.between(down_from, down_until)
     by_path = defaultdict(Counter)
-    for _, path, status, _, resp in outage:
+    for _, path, status, _, _resp in outage:
         by_path[path][status] += 1
     for path in FREE_PATHS:
         assert set(by_path[path]) == {200}, (path, by_path[path])
@@ -271,7 +271,7 @@ def test_unreachable_database_answers_503_within_the_connect_timeout(tmp_path, k
         silent.bind(("127.0.0.1", 0))
         silent.listen(16)  # the kernel completes the handshake; nobody ever speaks
         port = silent.getsockname()[1]
-        app = create_app({"TESTING": True, "SECRET_KEY": "outage-test-secret-0123456789",
+        app = create_app({"TESTING": True, "SECRET_KEY": "outage-test-secret-0123456789abcdef",
                           "INSTANCE_PATH": str(tmp_path), "KEYS_DIR": keys_dir,
                           "DATABASE_URL": f"postgresql+psycopg://postgres@127.0.0.1:{port}/x",
                           "DATABASE_CONNECT_TIMEOUT": 1, "MAIL_TRANSPORT": "memory",

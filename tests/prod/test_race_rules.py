@@ -8,7 +8,7 @@ import pytest
 from authserver import clock
 from authserver.extensions import db
 from authserver.tokens import services as tokens
-from support import make_client, make_user, use_refresh_token
+from support import client_for, make_client, make_user, use_refresh_token
 
 
 @pytest.fixture
@@ -43,7 +43,7 @@ def race(app, frozen, client_id) -> bool:
     """The grant's own interleaving: the loser finds the token usable, the winner (another
     request, its own session) uses it a moment later, then the loser rotates it."""
     with app.app_context():
-        loser = tokens.usable_refresh_token("raw-token", client_id)
+        loser = tokens.usable_refresh_token("raw-token", client_for(client_id))
         assert loser is not None
         frozen.tick(timedelta(milliseconds=5))
         with app.app_context():

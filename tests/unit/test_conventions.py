@@ -184,3 +184,108 @@ def test_the_checks_catch_what_they_should():
     assert resolve("authserver.accounts", node) == ["authserver.accounts.services"]
     assert layer_of("authserver.oauth.views") == 5
     assert layer_of("authserver.clock") == 1
+
+
+# --- "Services commit; lookups never do" (STYLE.md, review lesson 3) -------------------------
+
+# Where a commit() may appear besides a `services` module: each entry says why.
+COMMIT_MODULES: dict[str, str] = {
+    "authserver.commands": "CLI commands are use cases of their own (authserver ...)",
+    "authserver.mail.sender": "the delivery worker claims and records each message itself",
+    "authserver.schema": "init_schema runs DDL and migrations on its own connection",
+    "authserver.accounts.signin": "the sign-in record's use cases: begin, resume, complete, end",
+    "authserver.accounts.mfa": "the second step's management use cases (enrol, new codes, off)",
+    "authserver.accounts.factors": "a factor spends codes and counts wrong tries atomically",
+    "authserver.accounts.throttle": "an attempt is claimed and committed before the hash runs",
+    "authserver.accounts.passkeys": "the passkey use cases (add, remove)",
+    "authserver.tokens.keystore": "the key set's use cases (ensure, rotate, import), locked",
+}
+COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
+    ("authserver.db", "delete_in_batches"): "purge: one short transaction per batch",
+    ("authserver.oauth.grants", "AuthorizationCodeGrant.save_token"): "Authlib save_ hook",
+    ("authserver.oauth.grants", "RefreshTokenGrant.save_token"): "Authlib save_ hook",
+    ("authserver.oauth.endpoints", "RevocationEndpoint.revoke_token"): "Authlib RFC 7009 hook",
+    ("authserver.oauth.logout", "log_out"): "the RP-initiated logout use case",
+    # Deciding an authorization request records what it decided (a code, the loop guard's
+    # counts) before the response exists; these commits should move into oauth/services.py.
+    ("authserver.oauth.decisions", "decide_authorize"): "to move into a service",
+    ("authserver.oauth.decisions", "decide_refresh"): "to move into a service",
+    ("authserver.oauth.responses", "loop_page"): "to move into a service",
+}
+# A function named like a lookup never commits, not even through a helper of its module.
+LOOKUP_PREFIXES = ("find_", "get_", "query_", "load_", "is_", "has_", "list_", "count_",
+                   "current_", "holds_", "lookup_", "search_")
+
+
+def functions_of(tree: ast.Module) -> dict[str, ast.AST]:
+    """Qualified name (Class.method, outer.inner) -> function node, for every function."""
+    found = {}
+
+    def walk(node, prefix):
+        for child in ast.iter_child_nodes(node):
+            if isinstance(child, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                found[prefix + child.name] = child
+                walk(child, prefix + child.name + ".")
+            elif isinstance(child, ast.ClassDef):
+                walk(child, prefix + child.name + ".")
+    walk(tree, "")
+    return found
+
+
+def commits(func: ast.AST) -> bool:
+    return any(isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+               and node.func.attr == "commit" for node in ast.walk(func))
+
+
+def committing_functions(tree: ast.Module) -> set[str]:
+    """Functions that commit directly or by calling (by bare name) a function of the same
+    module that does, to any depth."""
+    funcs = functions_of(tree)
+    short = {name.rsplit(".", 1)[-1]: name for name in funcs}
+    calls = {name: {short[node.func.id] for node in ast.walk(func)
+                    if isinstance(node, ast.Call) and isinstance(node.func, ast.Name)
+                    and node.func.id in short}
+             for name, func in funcs.items()}
+    found = {name for name, func in funcs.items() if commits(func)}
+    while True:
+        more = {name for name, callees in calls.items() if callees & found} - found
+        if not more:
+            return found
+        found |= more
+
+
+def commit_allowed(module: str, function: str) -> bool:
+    if module.rsplit(".", 1)[-1] == "services":
+        return True
+    if any(module == m or module.startswith(m + ".") for m in COMMIT_MODULES):
+        return True
+    return (module, function) in COMMIT_FUNCTIONS
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_only_services_and_listed_hooks_commit(name):
+    tree = parse(name)
+    wrong = [f for f, node in functions_of(tree).items()
+             if commits(node) and not commit_allowed(name, f)]
+    assert not wrong, (f"{name} commits outside a service: {wrong}; move the commit into a "
+                       "service function (or list the Authlib hook in COMMIT_FUNCTIONS)")
+
+
+@pytest.mark.parametrize("name", sorted(MODULES))
+def test_lookups_never_commit(name):
+    wrong = [f for f in committing_functions(parse(name))
+             if f.rsplit(".", 1)[-1].startswith(LOOKUP_PREFIXES)]
+    assert not wrong, (f"{name}: lookups that commit: {wrong}; return a verdict and let the "
+                       "service that owns the use case record it")
+
+
+def test_the_commit_rules_catch_what_they_should():
+    tree = ast.parse("def find_x():\n    return _helper()\n"
+                     "def _helper():\n    db.session.commit()\n"
+                     "class G:\n    def save_token(self):\n        db.session.commit()\n"
+                     "def view():\n    return 1\n")
+    assert committing_functions(tree) == {"find_x", "_helper", "G.save_token"}
+    assert commit_allowed("authserver.tokens.services", "anything")
+    assert commit_allowed("authserver.commands.users", "create")
+    assert not commit_allowed("authserver.oauth.views", "logout")
+    assert not commit_allowed("authserver.oauth.grants", "AuthorizationCodeGrant.authenticate_user")

@@ -45,7 +45,7 @@ def build_app(tmp_path: Path, index: int, overrides: dict) -> Flask:
                 template_folder=str(ROOT / "templates"))
     app.config.from_object(Defaults)
     app.config.update(
-        TESTING=True, SECRET_KEY="test-secret-key-0123456789",
+        TESTING=True, SECRET_KEY="test-secret-key-0123456789abcdefghij",
         SQLALCHEMY_DATABASE_URI=f"sqlite:///{tmp_path / 'mail.db'}",
         SQLALCHEMY_ENGINE_OPTIONS={"connect_args": {"timeout": 30}},
         MAIL_TRANSPORT="memory", MAIL_DEFAULT_SENDER="Authserver <no-reply@example.com>",

@@ -63,7 +63,7 @@ def test_request_code_for_a_missing_name_only_logs_the_send(ctx):
     assert len(db.session.scalars(select(CodeSend)).all()) == 1
 
 
-def test_request_code_over_the_limit_raises_before_doing_anything(ctx):
+def test_request_code_over_the_limit_raises_before_doing_anything(ctx, frozen):
     new_user("alice")
     services.request_code("alice")
     with pytest.raises(services.SendThrottled) as caught:

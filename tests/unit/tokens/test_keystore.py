@@ -106,7 +106,7 @@ def test_private_keys_in_the_table_cannot_be_read_without_the_secret_key(app, ke
 def test_a_node_with_another_secret_key_refuses_to_start_and_says_what_to_do(app, settings,
                                                                             tmp_path):
     with pytest.raises(sealing.SealBroken) as info:
-        node(settings, tmp_path / "other", SECRET_KEY="another-secret-key-0123456789")
+        node(settings, tmp_path / "other", SECRET_KEY="another-secret-key-0123456789abcdef")
     assert "AUTHSERVER_SECRET_KEY" in info.value.message
     assert "secret-key reseal" in info.value.message
 

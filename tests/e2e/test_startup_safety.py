@@ -1,0 +1,111 @@
+"""Issue #10 finding 12 (the start-up part): the shipped placeholder secret and short secrets
+are refused at start, the instance folder and the SQLite file are private, and codes reach
+the console only when the console transport was chosen on purpose (or `run --demo`)."""
+from __future__ import annotations
+
+import os
+import re
+import stat
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+from authserver import create_app
+from authserver.extensions import db
+from authserver.mail import sender
+from authserver.schema import init_schema
+from reset_steps import ResetActions
+from support import _empty_tables, make_user
+
+ROOT = Path(__file__).resolve().parents[2]
+AUTHSERVER = [sys.executable, "-c", "from authserver.cli import main; main()"]
+
+
+def shipped_secret() -> str:
+    text = (ROOT / "deploy" / "authserver.env").read_text()
+    return re.search(r"^AUTHSERVER_SECRET_KEY=(.*)$", text, re.MULTILINE).group(1).strip()
+
+
+def start(tmp_path, **env) -> subprocess.CompletedProcess:
+    """`authserver init` in a fresh process with a fresh instance folder."""
+    clean = {k: v for k, v in os.environ.items()
+             if not k.startswith(("AUTHSERVER_", "MAIL_")) and k != "DATABASE_URL"}
+    clean.update(AUTHSERVER_INSTANCE_PATH=str(tmp_path / "var" / "instance"),
+                 AUTHSERVER_KEYS_DIR=str(tmp_path / "keys"), PYTHONPATH=str(ROOT), **env)
+    return subprocess.run(AUTHSERVER + ["init"], env=clean, capture_output=True, text=True,
+                          timeout=120, cwd=tmp_path)
+
+
+@pytest.mark.slow
+def test_the_start_refuses_the_placeholder_secret_of_the_example_configuration(tmp_path):
+    result = start(tmp_path, AUTHSERVER_SECRET_KEY=shipped_secret())
+    assert result.returncode != 0
+    assert "placeholder" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("secret", ["x" * 31, "change-me-" + "x" * 40])
+def test_the_start_refuses_a_short_or_placeholder_like_secret(tmp_path, secret):
+    result = start(tmp_path, AUTHSERVER_SECRET_KEY=secret)
+    assert result.returncode != 0
+    assert "AUTHSERVER_SECRET_KEY" in result.stderr + result.stdout
+
+
+@pytest.mark.slow
+def test_the_instance_folder_and_the_sqlite_file_are_private(tmp_path):
+    result = start(tmp_path, AUTHSERVER_SECRET_KEY="s" * 32)
+    assert result.returncode == 0, result.stderr
+    instance = tmp_path / "var" / "instance"
+    assert stat.S_IMODE(instance.stat().st_mode) == 0o700
+    database = instance / "authserver.db"
+    assert stat.S_IMODE(database.stat().st_mode) == 0o600
+    for extra in instance.glob("authserver.db-*"):
+        assert stat.S_IMODE(extra.stat().st_mode) & 0o077 == 0, extra
+
+
+def test_an_existing_world_readable_sqlite_file_is_tightened(tmp_path, settings):
+    path = tmp_path / "old.db"
+    path.touch()
+    path.chmod(0o644)
+    create_app({**settings, "DATABASE_URL": f"sqlite:///{path}"})
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+
+
+def console_output(settings, capsys, demo=False, **mail) -> tuple[str, str]:
+    """Ask for a code with the console transport configured as given; return what the
+    console printed and the code from the .eml file the transport wrote."""
+    settings = {k: v for k, v in settings.items() if k != "MAIL_TRANSPORT"}
+    app = create_app({**settings, **mail})
+    if demo:  # what `authserver run --demo` does once the app exists
+        app.config["MAIL_CONSOLE_SHOWS_CODES"] = True
+    init_schema(app)
+    try:
+        make_user(app)
+        assert ResetActions(app.test_client()).send_code("alice").status_code == 303
+        capsys.readouterr()
+        assert sender.deliver_due(app, app.extensions[sender.TRANSPORT_EXT]) == 1
+        printed = capsys.readouterr().out
+        eml = next(Path(app.instance_path, "mail").glob("*.eml")).read_text()
+        code = re.search(r"^(\d{6})\r?$", eml, re.MULTILINE).group(1)
+        return printed, code
+    finally:
+        with app.app_context():
+            db.session.remove()
+            _empty_tables()
+
+
+def test_the_implicit_console_shows_the_message_without_the_code(settings, capsys):
+    printed, code = console_output(settings, capsys)
+    assert "To: alice@example.com" in printed and code not in printed
+
+
+def test_an_explicit_console_transport_shows_the_code(settings, capsys):
+    printed, code = console_output(settings, capsys, MAIL_TRANSPORT="console")
+    assert code in printed
+
+
+def test_the_demo_shows_the_code_on_the_implicit_console(settings, capsys):
+    printed, code = console_output(settings, capsys, demo=True)
+    assert code in printed
