@@ -177,6 +177,11 @@ def _refused(oauth_req: OAuth2Request, error: OAuth2Error) -> Decision:
     if error.redirect_uri:
         return ErrorRedirect(oauth_req, error, oauth_req.payload.client_id or "")
     message = error.get_error_description() or error.description or error.error
+    # Authlib says "Redirect URI ... is not supported by client."
+    if "redirect uri" in message.lower():
+        message = ("The return address in this link is not registered for this application, "
+                   "so we will not send you there. (Its address must match a registered "
+                   "redirect URI exactly: 127.0.0.1 and localhost are different.)")
     return ErrorPage("This sign-in request is not valid", message)
 
 

@@ -68,3 +68,14 @@ def test_after_a_reset_the_login_page_says_every_session_was_signed_out(client):
     html = client.get("/login?reset=done").get_data(as_text=True)
     assert "Your password has been changed." in html
     assert "every session was signed out" in html
+
+
+def test_an_unregistered_redirect_uri_is_explained_in_words_a_developer_understands(app, client):
+    from support import make_client
+    client_id, _ = make_client(app, "Payroll")
+    html = client.get("/authorize", query_string={
+        "response_type": "code", "client_id": client_id, "scope": "openid",
+        "redirect_uri": "http://localhost:9999/callback", "state": "s",
+        "code_challenge": "x" * 43, "code_challenge_method": "S256"}).get_data(as_text=True)
+    assert "not registered for this application" in html
+    assert "not supported by client" not in html
