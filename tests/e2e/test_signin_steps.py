@@ -218,3 +218,15 @@ def test_a_recovery_code_works_once(app, client, mia):
     with app.app_context():
         rows = list(db.session.scalars(select(RecoveryCode.code_hash)))
         assert len(rows) == 9 and not any(c.replace("-", "") in h for h in rows for c in codes)
+
+
+def test_the_code_step_offers_a_way_back_to_another_account(app, client, mia):
+    """/login/mfa is not a dead end: "Not you?" starts again at /login with nothing pending."""
+    login(client, "mia")
+    page = client.get("/login/mfa").get_data(as_text=True)
+    assert 'action="/login/restart"' in page and "Sign in with another account" in page
+    resp = client.post("/login/restart", data={"csrf_token": csrf_from(page)})
+    assert resp.status_code == 303 and resp.headers["Location"].endswith("/login")
+    assert client.get("/login/mfa").status_code in (302, 303)  # the waiting step is gone
+    make_user(app, "noah")
+    assert login(client, "noah").status_code == 303 and signed_in(client)
