@@ -3,6 +3,7 @@ from __future__ import annotations
 
 import os
 import uuid
+from urllib.parse import parse_qs, urlsplit
 
 from flask import Flask, Response, abort, g, request
 from flask.sessions import SecureCookieSessionInterface
@@ -10,7 +11,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy import event
 from werkzeug.middleware.proxy_fix import ProxyFix
 
-from . import health
+from . import health, security
 from .accounts.passkey_views import bp as passkeys_bp
 from .accounts.views import bp as accounts_bp
 from .accounts.upstream_views import bp as upstream_bp
@@ -73,6 +74,7 @@ def create_app(overrides: dict | None = None) -> Flask:
     register_error_handlers(app)
     _init_request_hooks(app)
     _init_favicon(app)
+    _init_login_context(app)
     cors.init_app(app, find_client=oauth_services.query_client_cached,
                   all_origins=oauth_services.all_web_origins)
     init_request_metrics(app)
@@ -106,6 +108,18 @@ def _sqlite_pragmas(dbapi_conn, _record) -> None:
     cur.execute("PRAGMA synchronous=NORMAL")  # WAL: durable across crashes of the process
     cur.execute("PRAGMA foreign_keys=ON")
     cur.close()
+
+
+def _init_login_context(app: Flask) -> None:
+    """The sign-in page names the app the user is signing in to, when a request is pending."""
+    @app.context_processor
+    def signing_in_to():
+        if request.endpoint != "accounts.login":
+            return {}
+        pending = security.safe_next(request.args.get("next"))
+        client_id = parse_qs(urlsplit(pending).query).get("client_id", [""])[0] if pending else ""
+        client = oauth_services.query_client_cached(client_id) if client_id else None
+        return {"signing_in_to": client.name if client else None}
 
 
 def _init_favicon(app: Flask) -> None:

@@ -18,8 +18,7 @@ from flask import (
 )
 
 from .. import security
-from ..audit import security_event
-from ..extensions import db, limiter
+from ..extensions import limiter
 from . import login_flow, upstreams
 from .factors import upstream as flow
 from .forms import ConfirmForm
@@ -132,9 +131,7 @@ def callback(name):
         return render_template("accounts/upstream_not_linked.html", upstream=upstream), 403
     amr = [str(v) for v in claims.get("amr") or [] if isinstance(v, str)][:5]
     trusted_mfa = "mfa" in amr and bool(current_app.config.get("UPSTREAM_TRUST_MFA"))
-    security_event("upstream_signed_in", user_id=user.id, upstream=upstream.name,
-                   trusted_mfa=trusted_mfa)
-    db.session.commit()
+    upstreams.record_sign_in(user, upstream, trusted_mfa)
     flow.count(upstream, "signed_in")
     done = ("pwd", "mfa") if trusted_mfa else ("pwd",)
     return login_flow.begin(user, ["fed", "mfa"] if trusted_mfa else ["fed"], done,

@@ -226,3 +226,10 @@ def account_for(upstream: Upstream, claims: dict) -> User:
 def passwordless_labels(user: User) -> list[str]:
     """The labels of the upstreams a user without a password signs in with."""
     return [i.upstream.label for i in identities_of(user)]
+
+
+def record_sign_in(user, upstream, trusted_mfa: bool) -> None:
+    """Audit a verified upstream sign-in before the sign-in record takes over."""
+    security_event("upstream_signed_in", user_id=user.id, upstream=upstream.name,
+                   trusted_mfa=trusted_mfa)
+    db.session.commit()

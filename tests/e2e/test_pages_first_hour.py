@@ -79,3 +79,17 @@ def test_an_unregistered_redirect_uri_is_explained_in_words_a_developer_understa
         "code_challenge": "x" * 43, "code_challenge_method": "S256"}).get_data(as_text=True)
     assert "not registered for this application" in html
     assert "not supported by client" not in html
+
+
+def test_the_sign_in_page_names_the_app_of_a_pending_request(app, client):
+    from support import make_client, pkce_pair
+    client_id, _ = make_client(app, "Payroll")
+    _, challenge = pkce_pair()
+    resp = client.get("/authorize", query_string={
+        "response_type": "code", "client_id": client_id, "scope": "openid",
+        "redirect_uri": "http://127.0.0.1:9999/callback", "state": "s",
+        "code_challenge": challenge, "code_challenge_method": "S256"})
+    assert resp.status_code == 302 and "/login" in resp.headers["Location"]
+    html = client.get(resp.headers["Location"]).get_data(as_text=True)
+    assert "to continue to <strong>Payroll</strong>" in html
+    assert "continue to" not in client.get("/login").get_data(as_text=True)

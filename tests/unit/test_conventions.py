@@ -198,6 +198,7 @@ COMMIT_MODULES: dict[str, str] = {
     "authserver.accounts.factors": "a factor spends codes and counts wrong tries atomically",
     "authserver.accounts.throttle": "an attempt is claimed and committed before the hash runs",
     "authserver.accounts.passkeys": "the passkey use cases (add, remove)",
+    "authserver.accounts.upstreams": "the upstream linking use cases (add, link, create users)",
     "authserver.tokens.keystore": "the key set's use cases (ensure, rotate, import), locked",
 }
 COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
