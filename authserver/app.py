@@ -115,7 +115,7 @@ def _init_login_context(app: Flask) -> None:
     @app.context_processor
     def signing_in_to():
         if request.endpoint != "accounts.login":
-            return {}
+            return {"signing_in_to": None}
         pending = security.safe_next(request.args.get("next"))
         client_id = parse_qs(urlsplit(pending).query).get("client_id", [""])[0] if pending else ""
         client = oauth_services.query_client_cached(client_id) if client_id else None
