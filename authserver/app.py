@@ -5,7 +5,7 @@ import os
 import uuid
 from urllib.parse import parse_qs, urlsplit
 
-from flask import Flask, Response, abort, g, request
+from flask import Flask, Response, abort, g, has_request_context, request
 from flask.sessions import SecureCookieSessionInterface
 from prometheus_client import CONTENT_TYPE_LATEST, Gauge
 from sqlalchemy import event
@@ -114,7 +114,7 @@ def _init_login_context(app: Flask) -> None:
     """The sign-in page names the app the user is signing in to, when a request is pending."""
     @app.context_processor
     def signing_in_to():
-        if request.endpoint != "accounts.login":
+        if not has_request_context() or request.endpoint != "accounts.login":
             return {"signing_in_to": None}
         pending = security.safe_next(request.args.get("next"))
         client_id = parse_qs(urlsplit(pending).query).get("client_id", [""])[0] if pending else ""
