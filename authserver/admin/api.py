@@ -206,11 +206,11 @@ def list_identities(user_id: int):
     return jsonify(items=[payloads.identity_json(i) for i in upstreams.identities_of(user)])
 
 
-@bp.route("/api/admin/users/<int:user_id>/identities/<upstream_name>", methods=["PUT", "DELETE"])
-def identity(user_id: int, upstream_name: str):
+@bp.route("/api/admin/users/<int:user_id>/identities/<upstream>", methods=["PUT", "DELETE"])
+def identity(user_id: int, upstream: str):
     """Link (PUT {"subject": ...}) or unlink (DELETE) the user's identity at an upstream."""
     user = services.get_user_or_raise(user_id)
-    upstream = upstreams.find_or_raise(upstream_name)
+    upstream = upstreams.find_or_raise(upstream)
     if request.method == "DELETE":
         upstreams.unlink(user, upstream, actor_id=g.principal.user_id)
         return _no_content()
