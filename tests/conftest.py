@@ -2,6 +2,7 @@
 frozen time and a live server. Plain helpers live in tests/support.py."""
 from __future__ import annotations
 
+import os
 from datetime import datetime, timezone
 
 import freezegun
@@ -118,3 +119,15 @@ def signed_in(auth, rp):
     """rp, with alice signed in at the issuer."""
     assert auth.login().status_code == 303
     return rp
+
+
+@pytest.fixture(scope="session")
+def playwright_driver():
+    """The run's one sync Playwright (a second in the same thread refuses to start), shared by
+    tests/browser and tests/prod/https_recipe; skips without Debian's chromium."""
+    chromium = os.environ.get("AUTHSERVER_CHROMIUM") or "/usr/bin/chromium"
+    if not os.path.exists(chromium):
+        pytest.skip("install Debian's chromium (apt-get install chromium) to run browser tests")
+    from playwright.sync_api import sync_playwright  # only once chromium is known to exist
+    with sync_playwright() as p:
+        yield p

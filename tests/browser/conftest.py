@@ -65,13 +65,8 @@ def pytest_runtest_makereport(item, call):
 
 # --- the browser -------------------------------------------------------------------------------
 
-@pytest.fixture(scope="session")
-def playwright_driver():
-    if not os.path.exists(CHROMIUM):
-        pytest.skip(SKIP_REASON)
-    from playwright.sync_api import sync_playwright  # only once chromium is known to exist
-    with sync_playwright() as p:
-        yield p
+# `playwright_driver` (one sync Playwright for the whole run: a second one in the same thread
+# refuses to start) lives in tests/conftest.py, shared with tests/prod/https_recipe.
 
 
 @pytest.fixture(scope="session")

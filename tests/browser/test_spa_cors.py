@@ -90,11 +90,17 @@ def issuer_requests(issuer):
 @pytest.fixture
 def spa(issuer):
     """examples/spa registered as a public client whose redirect URI is its own page."""
-    port = free_port()
-    base = f"http://127.0.0.1:{port}"
-    client_id, _ = make_client(issuer.app, "SPA", redirect_uris=[base + "/"],
-                               post_logout_redirect_uris=[base + "/"], public=True)
-    app = serve_spa(issuer.url, client_id, port)
+    for attempt in range(3):  # a free port can be taken by another process before serve.py binds
+        port = free_port()
+        base = f"http://127.0.0.1:{port}"
+        client_id, _ = make_client(issuer.app, f"SPA {attempt}", redirect_uris=[base + "/"],
+                                   post_logout_redirect_uris=[base + "/"], public=True)
+        try:
+            app = serve_spa(issuer.url, client_id, port)
+            break
+        except AssertionError:
+            if attempt == 2:
+                raise
     yield app
     stop(app)
 

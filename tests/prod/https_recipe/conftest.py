@@ -13,7 +13,6 @@ import os
 import secrets
 
 import pytest
-from playwright.sync_api import sync_playwright
 
 from browser.conftest import CHROMIUM, CHROMIUM_ARGS, SKIP_REASON, Mailbox
 from httpskit import (DEPLOY, HOST, ISSUER, Deployment, GunicornConf, MailRelay, Nginx,
@@ -112,14 +111,13 @@ def seed(env: dict, demo: str) -> dict:
 
 
 @pytest.fixture(scope="package")
-def chromium(recipe):
+def chromium(recipe, playwright_driver):
     if not os.path.exists(CHROMIUM):
         pytest.skip(SKIP_REASON)
-    with sync_playwright() as p:
-        browser = p.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
-            *CHROMIUM_ARGS, f"--host-resolver-rules={recipe.resolver_rules}"])
-        yield browser
-        browser.close()
+    browser = playwright_driver.chromium.launch(executable_path=CHROMIUM, headless=True, args=[
+        *CHROMIUM_ARGS, f"--host-resolver-rules={recipe.resolver_rules}"])
+    yield browser
+    browser.close()
 
 
 @pytest.fixture
