@@ -146,6 +146,7 @@ def test_eight_parallel_sign_ins_when_a_lock_expires_evaluate_exactly_one(pair):
 
     def attempt(form, password: str) -> requests.Response:
         base, web, token = form
+        web.close()  # a fresh connection: the server may have closed the idle keep-alive one
         return web.post(base + "/login", data={"username": name, "password": password,
                                                "csrf_token": token},
                         allow_redirects=False, timeout=30)
@@ -164,9 +165,11 @@ def test_eight_parallel_sign_ins_when_a_lock_expires_evaluate_exactly_one(pair):
 
     evaluated = [r for r in results if isinstance(r, requests.Response) and
                  (r.status_code == 303 or "Incorrect user name" in r.text)]
-    refused = [r for r in results if isinstance(r, requests.Response) and
-               "Too many failed attempts" in r.text]
+    # The others are refused before any hash: by the name's lock ("Too many failed
+    # attempts") or, as the failures pile up from one loopback address, by the address limit.
+    refused = [r for r in results if isinstance(r, requests.Response) and r not in evaluated
+               and r.status_code in (200, 429) and "Too many" in r.text]
     assert len(evaluated) == 1, statuses(results)
-    assert len(refused) == 7
+    assert len(refused) == 7, statuses(results)
     failures = pair.sql("SELECT failures FROM login_throttles")
     assert failures in ([(6,)], [])  # the sixth claim, or cleared by the right password
