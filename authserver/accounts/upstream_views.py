@@ -40,6 +40,16 @@ def _failed(upstream, message: str, status: int = 400):
                            message=message), status
 
 
+def _go_upstream(upstream, **trip):
+    """Send the browser to the upstream's authorization endpoint, or say it cannot be reached."""
+    try:
+        url = flow.start(upstream, _browser_key(), **trip)
+    except flow.UpstreamFailed as exc:
+        flow.record_failure(upstream, exc)
+        return _failed(upstream, exc.message, 502)
+    return redirect(url, 303)
+
+
 def _unknown():
     abort(404)
 
@@ -56,12 +66,7 @@ def start(name):
     if upstream is None:
         return _unknown()
     login_flow.remember_next(request.args.get("next"))
-    try:
-        url = flow.start(upstream, _browser_key(), next_url=session.get("next"))
-    except flow.UpstreamFailed as exc:
-        flow.record_failure(upstream, exc)
-        return _failed(upstream, exc.message, 502)
-    return redirect(url, 303)
+    return _go_upstream(upstream, next_url=session.get("next"))
 
 
 @bp.post("/account/upstream/<name>/connect")
@@ -75,12 +80,7 @@ def connect(name):
         return _unknown()
     if not ConfirmForm().validate_on_submit():
         return _failed(upstream, "This form has expired. Reload the page and try again.")
-    try:
-        url = flow.start(upstream, _browser_key(), purpose="connect", user_id=bs.user.id)
-    except flow.UpstreamFailed as exc:
-        flow.record_failure(upstream, exc)
-        return _failed(upstream, exc.message, 502)
-    return redirect(url, 303)
+    return _go_upstream(upstream, purpose="connect", user_id=bs.user.id)
 
 
 @bp.post("/account/upstream/<name>/disconnect")
