@@ -12,6 +12,7 @@ from limits import parse_many
 from sqlalchemy.engine import make_url
 
 from . import outbound
+from .sqlite_writes import WriterQueueConnection
 
 PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_LENGTH = 32
@@ -166,7 +167,10 @@ def _derive(app: Flask) -> None:
         url = "postgresql+psycopg://" + url[len("postgresql://"):]
     cfg["SQLALCHEMY_DATABASE_URI"] = url
     if url.startswith("sqlite"):
-        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": {"timeout": 30},
+        connect_args = {"timeout": 30}
+        if _sqlite_file(url):  # writers queue for the file, woken at once (sqlite_writes.py)
+            connect_args["factory"] = WriterQueueConnection
+        cfg["SQLALCHEMY_ENGINE_OPTIONS"] = {"connect_args": connect_args,
                                             "hide_parameters": True}
     else:
         cfg["SQLALCHEMY_ENGINE_OPTIONS"] = _server_engine_options(cfg, url)
@@ -256,6 +260,11 @@ def make_instance_folder(path: str) -> None:
     """Create the instance folder 0700: it holds the secret key, console mail and SQLite."""
     if not os.path.isdir(path):
         os.makedirs(path, mode=0o700, exist_ok=True)
+
+
+def _sqlite_file(url: str) -> bool:
+    database = make_url(url).database
+    return bool(database) and database != ":memory:" and not database.startswith("file:")
 
 
 def create_sqlite_file(url: str) -> None:

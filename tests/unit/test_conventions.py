@@ -11,7 +11,8 @@ PACKAGE = Path(__file__).resolve().parents[2] / "authserver"
 
 LAYERS = {
     **dict.fromkeys(["config", "extensions", "clock", "db", "security", "audit", "errors",
-                     "urls", "health", "schema", "outbound", "sealing", "counters"], 1),
+                     "urls", "health", "schema", "outbound", "sealing", "counters",
+                     "sqlite_writes"], 1),
     # Not in STYLE.md's list: metrics and log plumbing with no authserver imports, used by
     # audit (layer 1), so it sits in layer 1 too.
     "observability": 1,
@@ -203,6 +204,7 @@ COMMIT_MODULES: dict[str, str] = {
 }
 COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
     ("authserver.db", "delete_in_batches"): "purge: one short transaction per batch",
+    ("authserver.sqlite_writes", "WriterQueueConnection.commit"): "the DB-API connection itself",
     ("authserver.oauth.grants", "AuthorizationCodeGrant.save_token"): "Authlib save_ hook",
     ("authserver.oauth.grants", "RefreshTokenGrant.save_token"): "Authlib save_ hook",
     ("authserver.oauth.endpoints", "RevocationEndpoint.revoke_token"): "Authlib RFC 7009 hook",
