@@ -293,7 +293,7 @@ def check_config(app: Flask) -> None:
                            "characters")
     if secret in PLACEHOLDER_SECRETS or "change-me" in secret.lower():
         raise RuntimeError("AUTHSERVER_SECRET_KEY is the placeholder from the example "
-                           "configuration: set 64 random characters (see the README)")
+                           "configuration: set 64 random characters (see docs/production.md)")
     for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "RESET_CODE_TTL", "TEMP_PASSWORD_TTL"):
         if int(cfg[name]) <= 0:
             raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")

@@ -1,6 +1,6 @@
 """Recommended gunicorn settings: `gunicorn -c deploy/gunicorn.conf.py wsgi:app`.
 
-The README, deploy/authserver.service, the benchmarks under bench/ and the production-shaped
+docs/production.md, deploy/authserver.service, the benchmarks under bench/ and the production-shaped
 tests all start the server with this file. Each value can be overridden from the environment
 (GUNICORN_BIND, GUNICORN_WORKERS, GUNICORN_THREADS) or on the command line. Sizing, and what
 the numbers below were measured with: docs/capacity.md.

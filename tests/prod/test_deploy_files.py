@@ -1,6 +1,6 @@
 """Every file in deploy/ is exercised: the env file's settings reach the app as meant, the
 systemd units pass `systemd-analyze verify`, the Containerfile's COPY and RUN steps build a
-working install, and they all start gunicorn the way the README and the https suite do
+working install, and they all start gunicorn the way docs/production.md and the https suite do
 (the nginx site and gunicorn.conf.py run for real in tests/prod/https_recipe/)."""
 from __future__ import annotations
 
@@ -94,7 +94,7 @@ def test_systemd_units_verify_with_paths_rewritten_to_this_checkout(tmp_path):
     assert result.returncode == 0 and not ours, result.stdout + result.stderr
 
 
-def test_the_unit_starts_gunicorn_as_the_readme_and_the_https_suite_do(tmp_path):
+def test_the_unit_starts_gunicorn_as_the_docs_and_the_https_suite_do(tmp_path):
     units = rewritten_units(tmp_path)
     service = units["authserver.service"]
     workdir = Path(unit_value(service, "WorkingDirectory"))
@@ -102,7 +102,7 @@ def test_the_unit_starts_gunicorn_as_the_readme_and_the_https_suite_do(tmp_path)
     assert Path(exec_start[0]).name == "gunicorn" and Path(exec_start[0]).exists()
     assert tuple(exec_start[1:]) == RECIPE == tuple(GunicornConf({}, 0, tmp_path).args[1:])
     assert (workdir / RECIPE[1]).is_file() and (workdir / "wsgi.py").is_file()
-    assert "gunicorn " + " ".join(RECIPE) in (REPO / "README.md").read_text()
+    assert "gunicorn " + " ".join(RECIPE) in (REPO / "docs" / "production.md").read_text()
     pre = shlex.split(unit_value(service, "ExecStartPre"))
     assert Path(pre[0]).name == "authserver" and pre[1:] == ["init"]
     purge = shlex.split(unit_value(units["authserver-purge.service"], "ExecStart"))
