@@ -52,7 +52,9 @@ def rotate_command() -> None:
 
     One RS256 and one ES256 key. The keys they replace stay published until
     every token they signed has expired (the longer of ACCESS_TOKEN_TTL and
-    ID_TOKEN_TTL, plus KEY_RETIRE_SLACK). Private material is never shown.
+    ID_TOKEN_TTL, plus KEY_RETIRE_SLACK). Refused while the keys of an earlier
+    rotation do not sign yet (the message says when they do). Private material is
+    never shown.
     """
     try:
         new, retiring = rotate_app(current_app, clock.now())

@@ -31,6 +31,21 @@ class KeyFileInvalid(AuthserverError):
     """A key entry or its private key is missing, malformed or of the wrong type."""
 
 
+class RotationPending(AuthserverError):
+    """A rotation is refused while the keys of the previous one have not started signing."""
+
+    def __init__(self, pending: list[KeyEntry], now: datetime):
+        starts = min(entry.activates_at for entry in pending)
+        wait = max(1, -(-int((starts - now).total_seconds()) // 60))
+        super().__init__(
+            f"A rotation is already pending: the new keys {', '.join(e.kid for e in pending)} "
+            f"are published and start signing at {format_time(starts)} (in {wait} minute"
+            f"{'' if wait == 1 else 's'}). "
+            "Rotating again now would retire them before they ever sign. Run `authserver keys "
+            "rotate` again after that time; `authserver keys list` shows the schedule.",
+            pending=[entry.kid for entry in pending], starts=starts)
+
+
 @dataclass(frozen=True)
 class KeyEntry:
     """One key's metadata (keys.json, a signing_keys row); times are aware UTC datetimes."""
@@ -103,6 +118,12 @@ def status(entry: KeyEntry, signing: dict[str, KeyEntry], now: datetime) -> str:
     return "next" if entry.activates_at > now else "published"
 
 
+def pending_entries(entries: list[KeyEntry], now: datetime) -> list[KeyEntry]:
+    """The published keys that do not sign yet (a rotation's "next" keys)."""
+    return sorted((e for e in entries if e.activates_at > now and e.published(now)),
+                  key=lambda e: (e.activates_at, e.alg, e.kid))
+
+
 def missing_algs(entries: list[KeyEntry], now: datetime) -> list[str]:
     """The algs without any published key (a first start, or every key of it retired)."""
     return [alg for alg in ALGS if not any(e.alg == alg and e.published(now) for e in entries)]
@@ -142,11 +163,15 @@ def rotation(entries: list[KeyEntry], now: datetime, *, jwks_cache_ttl: int, max
     """(the entries with their new retires_at, the new keys) of a rotation at `now`.
 
     A new key per alg signs from now + jwks_cache_ttl. Every older key without a retires_at
-    (the signing one, and a pending one from an earlier rotation) retires at
-    new.activates_at + max_token_ttl + slack, after the last token it can have signed
-    expires. A retires_at already set is kept.
+    (the signing one) retires at new.activates_at + max_token_ttl + slack, after the last
+    token it can have signed expires. A retires_at already set is kept. RotationPending while
+    the keys of an earlier rotation do not sign yet: rotating then would retire them unused
+    and pile up keys in the JWKS (at most one "next" key per alg, as in Auth0).
     """
     now = utc(now).replace(microsecond=0)
+    pending = pending_entries(entries, now)
+    if pending:
+        raise RotationPending(pending, now)
     activates_at = now + timedelta(seconds=jwks_cache_ttl)
     retires_at = activates_at + timedelta(seconds=max_token_ttl + slack)
     updated = [entry if entry.retires_at is not None else replace(entry, retires_at=retires_at)

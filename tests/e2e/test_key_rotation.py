@@ -130,6 +130,7 @@ def test_keys_list_shows_the_next_key_and_never_private_material(frozen, app, rp
 
 def test_rotated_jwks_never_shows_a_private_member(frozen, app, client, rp):
     rotate(app)
+    frozen.tick(timedelta(seconds=HOUR))
     rotate(app)
     for key in jwks(client)["keys"]:
         assert not PRIVATE_MEMBERS & set(key)
@@ -142,3 +143,33 @@ def test_rotation_leaves_the_shared_session_keys_alone(frozen, app, keys_dir, ow
     rotate(app)
     after = sorted(p.name for p in Path(keys_dir).iterdir())
     assert before == after
+
+
+def statuses(app) -> dict[str, str]:
+    result = app.test_cli_runner().invoke(args=["keys", "list"])
+    assert result.exit_code == 0, result.output
+    return {line.split()[0]: line.split()[2] for line in result.output.splitlines()[1:]}
+
+
+def test_a_second_rotate_while_keys_are_pending_is_refused_and_says_when_to_retry(
+        frozen, app, client, rp):
+    first = rotate(app)
+    published = jwks(client)
+    assert len(published["keys"]) == 4
+    frozen.tick(timedelta(minutes=5))
+    result = app.test_cli_runner().invoke(args=["keys", "rotate"])
+    assert result.exit_code == 1, result.output
+    assert "already pending" in result.output
+    assert all(kid in result.output for kid in first)
+    assert "start signing at 2030-01-01T13:00:00Z (in 55 minutes)" in result.output
+    assert "`authserver keys list`" in result.output
+    assert not [line for line in result.output.splitlines() if line.startswith("new ")]
+    assert jwks(client) == published
+    assert [statuses(app)[kid] for kid in first] == ["next", "next"]
+
+    frozen.tick(timedelta(minutes=55))  # the pending keys sign now: rotating is allowed again
+    second = rotate(app)
+    assert len(second) == 2 and not set(second) & set(first)
+    after = statuses(app)
+    assert [after[kid] for kid in first] == ["signing", "signing"]
+    assert [after[kid] for kid in second] == ["next", "next"]

@@ -155,13 +155,22 @@ def test_a_token_signed_before_rotation_verifies_until_it_expires(rotated):
         JWTClaimsRegistry(exp={"essential": True}).validate(decoded.claims)
 
 
-def test_a_second_rotation_retires_the_pending_key_and_keeps_earlier_retirements(rotated):
+def test_a_second_rotation_is_refused_while_the_first_ones_keys_are_pending(rotated):
+    keys, _, first = rotated
+    with pytest.raises(keyset.RotationPending) as info:
+        keyset.rotation([key.entry for key in keys], T1 + timedelta(seconds=10), **ROTATE)
+    assert sorted(info.value.details["pending"]) == sorted(first)
+    assert "start signing at 2030-01-31T13:00:00Z (in 60 minutes)" in info.value.message
+
+
+def test_a_rotation_once_the_pending_keys_sign_retires_them_and_keeps_earlier_retirements(
+        rotated):
     keys, (old, _), (first, _) = rotated
-    updated, new = keyset.rotation([key.entry for key in keys], T1 + timedelta(seconds=10),
-                                   **ROTATE)
+    later = T1 + timedelta(seconds=CACHE_TTL)  # the first rotation's keys sign from here
+    updated, new = keyset.rotation([key.entry for key in keys], later, **ROTATE)
     retires = {e.kid: e.retires_at for e in updated + [key.entry for key in new]}
     assert retires[old] == T1 + timedelta(seconds=CACHE_TTL + TOKEN_TTL + SLACK)
-    assert retires[first] == T1 + timedelta(seconds=10 + CACHE_TTL + TOKEN_TTL + SLACK)
+    assert retires[first] == later + timedelta(seconds=CACHE_TTL + TOKEN_TTL + SLACK)
     assert retires[new[0].entry.kid] is None
 
 
