@@ -2,7 +2,13 @@
 
 The Flask session cookie holds only the raw browser-session id (its hash is in the
 database), the raw id of a sign-in in progress (accounts.signin keeps its steps), the CSRF
-token, the loop-guard counters and a pending `next` kept across detours.
+token, the loop-guard counters, a pending `next` kept across detours, and the name of a
+known destination (DESTINATIONS) that sent a signed-out browser to sign in.
+
+`next` (SPEC section 7) only ever continues an /authorize or /refresh request. A sign-in
+without one lands on /account; when it started at a page of ours that needs a sign-in (the
+Users module), /account then offers a link back to it. The destination is a fixed name set
+by our own guard, never a URL taken from the request, so nothing here can point elsewhere.
 """
 from __future__ import annotations
 
@@ -13,6 +19,10 @@ from . import services, signin
 from .models import BrowserSession, User
 
 SIGN_IN_KEY = "signin"
+DESTINATION_KEY = "destination"
+# name -> (endpoint, link text, who may be offered it)
+DESTINATIONS = {"users": ("admin.users", "Continue to the Users module",
+                          lambda user: user.is_admin)}
 STEP_ENDPOINTS = {"change": "passwords.change_password", "mfa": "accounts.login_mfa",
                   "enrol": "accounts.login_enrol"}
 
@@ -82,10 +92,14 @@ def respond(decision: signin.Next):
 
 def finish(decision: signin.Next) -> str:
     """Open the browser session of a finished sign-in; returns where the user was going."""
-    target = decision.next_url or security.safe_next(session.get("next")) \
-        or url_for("accounts.account")
+    target = decision.next_url or security.safe_next(session.get("next"))
+    destination = session.get(DESTINATION_KEY)
     sign_in(decision.user, list(decision.amr))
-    return target
+    if target:
+        return target
+    if destination in DESTINATIONS:  # /account offers it (pop_destination)
+        session[DESTINATION_KEY] = destination
+    return url_for("accounts.account")
 
 
 def over(exc: signin.SignInOver):
@@ -111,3 +125,20 @@ def remember_next(next_url: str | None) -> None:
 
 def pop_next(default_endpoint: str = "accounts.account") -> str:
     return security.safe_next(session.pop("next", None)) or url_for(default_endpoint)
+
+
+def remember_destination(name: str) -> None:
+    """A signed-out browser asked for one of our pages (a key of DESTINATIONS): after the
+    sign-in, /account offers a link back to it."""
+    if name in DESTINATIONS:
+        session[DESTINATION_KEY] = name
+
+
+def pop_destination(user: User) -> tuple[str, str] | None:
+    """(url, link text) of the page this browser was going to before signing in, once, if
+    `user` may use it; else None."""
+    name = session.pop(DESTINATION_KEY, None)
+    if name not in DESTINATIONS:
+        return None
+    endpoint, text, allowed = DESTINATIONS[name]
+    return (url_for(endpoint), text) if allowed(user) else None

@@ -128,7 +128,8 @@ def account():
     linked = {i.upstream_id: i for i in upstreams.identities_of(user)}
     return render_template("accounts/account.html", user=user, sessions=sessions,
                            current=login_flow.current_session(), form=ConfirmForm(),
-                           upstreams=upstreams.all_upstreams(), linked=linked)
+                           upstreams=upstreams.all_upstreams(), linked=linked,
+                           destination=login_flow.pop_destination(user))
 
 
 @bp.route("/account/mfa", methods=["GET", "POST"])

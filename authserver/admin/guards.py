@@ -44,6 +44,7 @@ def require_admin():
     """before_request of the Users module: sign in first, then only role `admin` gets in."""
     user = login_flow.current_user()
     if user is None:
+        login_flow.remember_destination("users")  # /account links back after the sign-in
         return redirect(url_for("accounts.login"))
     if not user.is_admin or user.state != AccountState.ACTIVE:
         abort(403, description="This page is for administrators.")

@@ -4,6 +4,8 @@ from __future__ import annotations
 import re
 from pathlib import Path
 
+import pytest
+
 STYLE = (Path(__file__).resolve().parents[2] / "static" / "style.css").read_text()
 
 
@@ -93,3 +95,58 @@ def test_the_sign_in_page_names_the_app_of_a_pending_request(app, client):
     html = client.get(resp.headers["Location"]).get_data(as_text=True)
     assert "to continue to <strong>Payroll</strong>" in html
     assert "continue to" not in client.get("/login").get_data(as_text=True)
+
+
+CONTINUE_USERS = re.compile(r'<a href="([^"]+)">Continue to the Users module</a>')
+
+
+def _landing(resp) -> str:
+    assert resp.status_code == 303, resp.get_data(as_text=True)
+    return resp.headers["Location"]
+
+
+def test_an_admin_sent_to_sign_in_by_the_users_module_is_offered_the_way_back(app, client, auth):
+    """SPEC section 7: no pending request, so the sign-in lands on /account; /account then
+    links to the Users module the administrator was going to, once."""
+    from support import make_user
+    make_user(app, "root", admin=True)
+    resp = client.get("/admin/users")
+    assert resp.status_code == 302 and resp.headers["Location"].endswith("/login")
+    assert _landing(auth.login("root")).endswith("/account")
+    html = client.get("/account").get_data(as_text=True)
+    link = CONTINUE_USERS.search(html)
+    assert link and link.group(1) == "/admin/users"
+    assert html.index("Continue to the Users module") < html.index("<h1>")
+    assert client.get(link.group(1)).status_code == 200
+    assert not CONTINUE_USERS.search(client.get("/account").get_data(as_text=True))
+
+
+def test_the_way_back_to_the_users_module_survives_the_second_step(app, client, auth):
+    import pyotp
+    from support import csrf_from, give_totp, make_user
+    secret = give_totp(app, make_user(app, "root", admin=True))
+    client.get("/admin/users")
+    assert _landing(auth.login("root")).endswith("/login/mfa")
+    token = csrf_from(client.get("/login/mfa").get_data(as_text=True))
+    resp = client.post("/login/mfa", data={"csrf_token": token, "code": pyotp.TOTP(secret).now()})
+    assert _landing(resp).endswith("/account")
+    link = CONTINUE_USERS.search(client.get("/account").get_data(as_text=True))
+    assert link and link.group(1) == "/admin/users"
+
+
+def test_a_non_admin_sent_by_the_users_module_is_not_offered_it(app, client, auth):
+    from support import make_user
+    make_user(app)
+    client.get("/admin/users")
+    assert _landing(auth.login()).endswith("/account")
+    assert "Users module" not in client.get("/account").get_data(as_text=True)
+
+
+@pytest.mark.parametrize("next_url", ["/admin/evil", "/admin/users", "https://evil.example/",
+                                      "//evil.example/admin/users"])
+def test_a_next_from_the_request_is_never_offered_or_followed(app, client, auth, next_url):
+    from support import make_user
+    make_user(app, "root", admin=True)
+    assert _landing(auth.login("root", next_url=next_url)).endswith("/account")
+    html = client.get("/account").get_data(as_text=True)
+    assert "Continue to" not in html and "evil" not in html
