@@ -35,3 +35,29 @@ def test_a_password_changed_since_seeding_is_never_printed_again(app, capsys):
 def test_demo_says_how_to_reach_the_authserver_command(app, capsys):
     assert ". .venv/bin/activate" in printed(app, capsys)
     assert DEMO_ORGANISATION
+
+
+def test_the_header_names_the_organisation(settings):
+    from authserver import create_app
+    app = create_app({**settings, "ORGANISATION_NAME": "Acme Payroll"})
+    html = app.test_client().get("/login").get_data(as_text=True)
+    assert "Acme Payroll sign-in</a>" in html
+
+
+def test_run_demo_names_the_demo_organisation_unless_one_is_set(app, monkeypatch):
+    """`authserver run --demo` as typed, with the two servers it would start replaced by a
+    look at the sign-in page it would serve."""
+    from authserver.commands import server
+    headers = []
+
+    def serve(host, port, wsgi_app, **options):
+        headers.append(wsgi_app.test_client().get("/login").get_data(as_text=True))
+
+    monkeypatch.setattr(server, "run_simple", serve)
+    monkeypatch.setattr(server, "start_demo_app", lambda *args: None)
+    result = app.test_cli_runner().invoke(args=["run", "--demo"])
+    assert result.exit_code == 0, result.output
+    assert f"{DEMO_ORGANISATION} sign-in</a>" in headers[0]
+    app.config["ORGANISATION_NAME"] = "Acme Payroll"
+    assert app.test_cli_runner().invoke(args=["run", "--demo"]).exit_code == 0
+    assert "Acme Payroll sign-in</a>" in headers[1]

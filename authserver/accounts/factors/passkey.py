@@ -88,6 +88,11 @@ def enabled() -> bool:
     return not current_app.config["PASSKEYS_DISABLED_REASON"]
 
 
+def _sentence(name: str) -> str:
+    """The organisation's name with its first letter in capitals, the rest as configured."""
+    return name[:1].upper() + name[1:]
+
+
 def _rp() -> tuple[str, str]:
     if not enabled():
         raise PasskeysOff("Passkeys are not available on this server.")
@@ -153,7 +158,7 @@ def registration_options(user: User, binding: str) -> dict:
     rp_id, _ = _rp()
     challenge = _new_challenge("register", binding, user.id)
     options = generate_registration_options(
-        rp_id=rp_id, rp_name=str(current_app.config["ORGANISATION_NAME"]).capitalize(),
+        rp_id=rp_id, rp_name=_sentence(str(current_app.config["ORGANISATION_NAME"])),
         user_name=user.username, user_id=user.sub.encode(),
         user_display_name=user.name or user.username, challenge=challenge,
         timeout=TIMEOUT_MS, attestation=AttestationConveyancePreference.NONE,
