@@ -17,6 +17,7 @@ import json
 import os
 import secrets
 import signal
+import socket
 import subprocess
 import sys
 import threading
@@ -130,23 +131,30 @@ class AuthserverProcess:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 self.proc.wait(5)
         deadline = time.monotonic() + 5  # its worker too: nothing left in its process group
-        while _group_alive(self.proc.pid):
+        while self.running():
             if time.monotonic() > deadline:
                 os.killpg(self.proc.pid, signal.SIGKILL)
                 break
             time.sleep(0.05)
 
+    def running(self) -> bool:
+        """Whether any process of the group it started (gunicorn and its worker) is left."""
+        if self.proc is None:
+            return False
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def listening(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
     def log(self) -> str:
         text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
         return text[-3000:]
-
-
-def _group_alive(pgid: int) -> bool:
-    try:
-        os.killpg(pgid, 0)
-    except ProcessLookupError:
-        return False
-    return True
 
 
 class ForgedProvider:

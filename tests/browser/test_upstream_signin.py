@@ -49,6 +49,7 @@ def corp(tmp_path_factory):
         yield server
     finally:
         server.stop()
+    assert not server.running() and not server.listening(), f"left running: {server.proc.pid}"
 
 
 def subject_at(server, username):
