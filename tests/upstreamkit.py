@@ -2,6 +2,8 @@
 
 - `mock_provider(users)`: `oidc-provider-mock` from PyPI (nobody here wrote it), whose
   authorization page asks for a `sub` and signs in as that user with its claims.
+- `AuthserverProcess(root)`: a second Authserver in its own gunicorn process, as production
+  starts it, on http://localhost:PORT; `.app` seeds its database from the test.
 - `ForgedProvider`: a small OpenID provider whose ID tokens each test shapes (claims,
   header, key, alg none), for the negative tests of the callback. It counts JWKS fetches.
 - `walk(client, location, sub=None)`: follow Authserver's redirect to the upstream as a
@@ -12,18 +14,28 @@ from __future__ import annotations
 import base64
 import contextlib
 import json
+import os
 import secrets
+import signal
+import socket
+import subprocess
+import sys
 import threading
 import time
 import warnings
+from pathlib import Path
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import requests
 from flask import Flask, jsonify, redirect, request
 from joserfc import jwt
 from joserfc.jwk import KeySet, RSAKey
-from support import free_port
+from support import TEST_SECRET, base_settings, free_port
 from werkzeug.serving import make_server
+
+from authserver import create_app
+from authserver.config import PROJECT_ROOT
+from authserver.extensions import db
 
 MOCK_WARNINGS = r".*(get_jwt_config|authlib\.jose|httpx module).*"
 
@@ -44,6 +56,105 @@ def mock_provider(users=()):
                                                                       if k != "sub"})
                                            for u in users]) as server:
         yield f"http://localhost:{server.server_port}"
+
+
+class AuthserverProcess:
+    """A second Authserver as an upstream: its own process, started as production starts it
+    (`gunicorn -c deploy/gunicorn.conf.py wsgi:app`, one worker), with its own SQLite
+    database, signing keys and port. Its issuer is http://localhost:PORT, another host than
+    the first server's 127.0.0.1, so the browser keeps the two servers' cookies apart as it
+    would for two real sites.
+
+    `app` is an app on the same database and secret key in this process, for the test to add
+    users, clients and authenticators (the server reads them from the database); it never
+    serves. stop() ends the process group it started, by its PID, and checks it is gone."""
+
+    def __init__(self, root: Path, **settings: str):
+        self.root = Path(root)
+        self.port = free_port()
+        self.url = f"http://localhost:{self.port}"
+        self.database_url = f"sqlite:///{self.root}/upstream.db"
+        self.log_path = self.root / "gunicorn.log"
+        (self.root / "metrics").mkdir(parents=True, exist_ok=True)
+        keep = ("PATH", "HOME", "LANG", "LC_ALL", "TMPDIR", "USER")
+        self.env = {k: v for k, v in os.environ.items() if k in keep}
+        self.env.update({
+            "PYTHONPATH": str(PROJECT_ROOT), "GUNICORN_BIND": f"127.0.0.1:{self.port}",
+            "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "4",
+            "PROMETHEUS_MULTIPROC_DIR": str(self.root / "metrics"),
+            "AUTHLIB_INSECURE_TRANSPORT": "1",  # http on loopback, as the test's own server
+            "DATABASE_URL": self.database_url, "MAIL_TRANSPORT": "memory",
+            "AUTHSERVER_ISSUER": self.url, "AUTHSERVER_SECRET_KEY": TEST_SECRET,
+            "AUTHSERVER_KEYS_DIR": str(self.root / "keys"),
+            "AUTHSERVER_INSTANCE_PATH": str(self.root / "instance"),
+            "AUTHSERVER_RATELIMIT_ENABLED": "false",
+            "AUTHSERVER_PASSWORD_HASH_TIME_COST": "1",
+            "AUTHSERVER_PASSWORD_HASH_MEMORY_COST": "8192",
+            **{f"AUTHSERVER_{k}": v for k, v in settings.items()}})
+        self.proc: subprocess.Popen | None = None
+        self.app = None
+
+    def start(self, timeout: float = 60) -> AuthserverProcess:
+        with open(self.log_path, "ab") as log:
+            self.proc = subprocess.Popen(
+                [sys.executable, "-m", "gunicorn", "-c", "deploy/gunicorn.conf.py", "wsgi:app"],
+                cwd=PROJECT_ROOT, env=self.env, stdout=log, stderr=log,
+                start_new_session=True)
+        deadline = time.monotonic() + timeout
+        while True:
+            assert self.proc.poll() is None, f"the upstream Authserver exited:\n{self.log()}"
+            try:
+                if requests.get(f"http://127.0.0.1:{self.port}/readyz", timeout=1).ok:
+                    break
+            except requests.RequestException:
+                pass
+            assert time.monotonic() < deadline, f"the upstream never got ready:\n{self.log()}"
+            time.sleep(0.1)
+        settings = base_settings(str(self.root / "seed"), str(self.root / "keys"),
+                                 self.database_url)
+        settings["ISSUER"] = self.url
+        self.app = create_app(settings)  # the schema is there: wsgi.py made it
+        return self
+
+    def stop(self) -> None:
+        if self.app is not None:
+            with self.app.app_context():
+                db.session.remove()
+                db.engine.dispose()
+        if self.proc is None:
+            return
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)  # gunicorn's quick shutdown
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                self.proc.wait(5)
+        deadline = time.monotonic() + 5  # its worker too: nothing left in its process group
+        while self.running():
+            if time.monotonic() > deadline:
+                os.killpg(self.proc.pid, signal.SIGKILL)
+                break
+            time.sleep(0.05)
+
+    def running(self) -> bool:
+        """Whether any process of the group it started (gunicorn and its worker) is left."""
+        if self.proc is None:
+            return False
+        try:
+            os.killpg(self.proc.pid, 0)
+        except ProcessLookupError:
+            return False
+        return True
+
+    def listening(self) -> bool:
+        with socket.socket() as s:
+            s.settimeout(1)
+            return s.connect_ex(("127.0.0.1", self.port)) == 0
+
+    def log(self) -> str:
+        text = self.log_path.read_text(errors="replace") if self.log_path.exists() else ""
+        return text[-3000:]
 
 
 class ForgedProvider:

@@ -3,11 +3,9 @@ oidc-provider-mock (PyPI) for the happy paths, a ForgedProvider for every way an
 be wrong (SPEC section 10)."""
 from __future__ import annotations
 
-import pyotp
 import pytest
 from sqlalchemy import select
 from support import (
-    AuthActions,
     _empty_tables,
     csrf_from,
     give_totp,
@@ -232,23 +230,16 @@ def test_unknown_upstream_is_404(client):
     assert client.get("/login/upstream/nope/callback?state=x&code=y").status_code == 404
 
 
-# --- the second step, licences, Connect --------------------------------------------------------
+# --- the second step, Connect ------------------------------------------------------------------
 
-def test_second_step_asked_after_the_upstream(app, client, linked):
-    uid = db_user_id(app, "alice")
-    secret = give_totp(app, uid)
-    linked.claims = {"amr": ["pwd", "mfa"]}  # not trusted: AUTHSERVER_UPSTREAM_TRUST_MFA off
-    resp = client.get(path_of(walk(_start(client))))
-    assert resp.headers["Location"] == "/login/mfa"
-    assert client.get("/account").status_code == 302
-    token = csrf_from(client.get("/login/mfa").get_data(as_text=True))
-    resp = client.post("/login/mfa", data={"csrf_token": token,
-                                           "code": pyotp.TOTP(secret).now()})
-    assert resp.status_code == 303 and resp.headers["Location"] == "/account"
+# The second step after an upstream (asked; skipped only with trusted upstream mfa) and the
+# no-licence page are shown in Chromium against a second Authserver process
+# (tests/browser/test_upstream_signin.py). Here only what that upstream cannot send: ID
+# tokens without amr, or with amr not a list; ["mfa"] is the control that the setting is on.
 
-
-@pytest.mark.parametrize("amr, asked", [(["pwd", "mfa"], False), (["pwd"], True), (None, True)])
-def test_trusted_upstream_mfa_skips_the_second_step(settings, amr, asked):
+@pytest.mark.parametrize("amr, asked", [(["mfa"], False), (None, True), ("mfa", True),
+                                        ([["mfa"]], True)])
+def test_trusted_upstream_mfa_needs_a_list_with_mfa(settings, amr, asked):
     settings["UPSTREAM_TRUST_MFA"] = True
     app = create_app(settings)
     provider = ForgedProvider().start()
@@ -266,17 +257,6 @@ def test_trusted_upstream_mfa_skips_the_second_step(settings, amr, asked):
         with app.app_context():
             db.session.remove()
             _empty_tables()
-
-
-def test_missing_licence_shows_the_no_licence_page(app, client, linked):
-    client_id, _ = make_client(app, "Payroll", requires_licence=True)
-    resp, _, _ = AuthActions(client).authorize(client_id)
-    assert "/login" in resp.headers["Location"]
-    client.get(resp.headers["Location"])
-    resp = client.get(path_of(walk(_start(client))))
-    assert resp.status_code == 303 and resp.headers["Location"].startswith("/authorize")
-    page = client.get(resp.headers["Location"])
-    assert "have a licence for Payroll" in page.get_data(as_text=True)
 
 
 def test_connect_from_account_then_sign_in_with_it(app, client, auth, forged):
@@ -339,11 +319,6 @@ def sign_out(client):
     token = csrf_from(client.get("/logout").get_data(as_text=True))
     assert client.post("/logout", data={"csrf_token": token}).status_code == 200
     assert client.get("/account").status_code == 302
-
-
-def db_user_id(app, username):
-    with app.app_context():
-        return db.session.scalar(select(User.id).where(User.username == username))
 
 
 @pytest.mark.parametrize("query_string", [
