@@ -1,7 +1,8 @@
 """Users module search with a million users: p50/p99 of GET /admin/users?q=<part of a name>.
 
     .venv/bin/python bench/users_search.py [--db postgres|sqlite|both] [--users 1000000]
-        [--sqlite-users N] [--requests 200]
+        [--sqlite-users N] [--requests 200] [--keep-sqlite FILE | --sqlite-file FILE]
+        [--pg-db NAME] [--keep-postgres | --reuse-postgres]
 
 Creates a fresh database (`authserver_bench_users` on the local PostgreSQL, or a SQLite file
 in a temp folder), runs `authserver init`, bulk-loads the users (PostgreSQL: COPY, with the
@@ -9,7 +10,11 @@ table's secondary indexes dropped during the load and rebuilt after, as one woul
 migration; SQLite: executemany in batches), starts Authserver under gunicorn, signs in as an
 administrator through the login form and times the search page, one request at a time.
 When /admin/users is not there (yet), it times `accounts.services.find_users(q)` in an app
-context instead and says so. It also prints PostgreSQL's plan for one query.
+context instead and says so. It also prints the plans of the statements a few searches run.
+
+Loading a million users takes minutes: `--keep-sqlite FILE` and `--keep-postgres` keep the
+loaded database, `--sqlite-file FILE` and `--reuse-postgres` start from it the next time
+(migrated to the current head by `authserver init`, so new indexes are built on the way).
 """
 from __future__ import annotations
 
@@ -38,14 +43,17 @@ def queries(count: int) -> dict[str, str]:
     """Partial-name queries of several selectivities, taken from the generated data."""
     known = seed.usernames(min(count, 50_000))[min(count, 50_000) * 2 // 3]
     return {
-        "last name (~1/150 of users)": "okafor",
-        "common 3 letters (~1/6 of users)": "son",
-        "first.last prefix (~1/18,000)": "mary.tan",
-        "email fragment": "tanaka.12",
+        "last name (~1/140 of users)": "okafor",
+        "rare: first.last prefix (~1/18,000)": "mary.tan",
         "exact user name": known,
-        "first name only, clustered (~1/150)": "william.",
         "no match": "zqxj",
-        "two letters, no match (the scan)": "zq",
+        "dense: first name and dot (~1/130)": "william.",
+        "dense: 3 letters (~1/6)": "son",
+        "email domain fragment (~1/4)": "@corp.exa",
+        "email fragment": "tanaka.12",
+        "two letters: prefix (~1/60)": "yu",
+        "two letters, no match": "zq",
+        "one letter: prefix": "k",
     }
 
 
@@ -73,24 +81,32 @@ def pg_load(url: str, count: int) -> float:
     return time.monotonic() - started
 
 
-def explain(url: str, q: str) -> str:
-    """PostgreSQL's plan for the search the admin service runs (its own statement)."""
+def explain(url: str, qs: list[str]) -> str:
+    """The plan of every statement one search for each q runs (the Users module's first
+    page), as the database executed it (PostgreSQL: EXPLAIN ANALYZE)."""
     os.environ["DATABASE_URL"] = url
+    from sqlalchemy import event
+
     from authserver import create_app
+    from authserver.accounts import search
     from authserver.extensions import db
     app = create_app()
+    out = []
     with app.app_context():
-        from authserver.accounts import search
-        from sqlalchemy import select
-        from authserver.accounts.models import User
-        stmt = select(User).order_by(User.username_key)
-        where = search.matching(q)
-        if where is not None:
-            stmt = stmt.where(where)
-        stmt = stmt.limit(21)
-        compiled = stmt.compile(db.engine, compile_kwargs={"literal_binds": True})
-        rows = db.session.execute(db.text("EXPLAIN (ANALYZE, BUFFERS) " + str(compiled)))
-        return str(compiled) + "\n" + "\n".join(r[0] for r in rows)
+        seen = []
+        listen = lambda conn, cursor, sql, params, context, many: seen.append((sql, params))  # noqa: E731
+        event.listen(db.engine, "before_cursor_execute", listen)
+        for q in qs:
+            seen.clear()
+            search.page_ids(q, limit=21)
+            statements = list(seen)
+            pg = db.engine.dialect.name == "postgresql"
+            for sql, params in statements:
+                how = "EXPLAIN (ANALYZE, BUFFERS) " if pg else "EXPLAIN QUERY PLAN "
+                plan = db.session.connection().exec_driver_sql(how + sql, params)
+                out.append(f"-- q={q!r}\n{sql}\n" + "\n".join(str(r[-1]) for r in plan))
+        event.remove(db.engine, "before_cursor_execute", listen)
+    return "\n\n".join(out)
 
 
 def measure_http(base: str, admin_password: str, qs: dict[str, str], n: int,
@@ -157,7 +173,11 @@ def _summary(q: str, times: list[float], shown: int) -> dict:
 
 def run_db(db: str, count: int, args) -> dict:
     workdir = Path(tempfile.mkdtemp(prefix=f"authserver-search-{db}-"))
-    url = h.pg_recreate(PG_DB) if db == "postgres" else f"sqlite:///{workdir / 'users.db'}"
+    if db == "postgres":
+        url = h.PG_APP_URL.format(name=args.pg_db) if args.reuse_postgres \
+            else h.pg_recreate(args.pg_db)
+    else:
+        url = f"sqlite:///{workdir / 'users.db'}"
     port = h.free_port()
     env = {k: v for k, v in os.environ.items()
            if not k.startswith(("AUTHSERVER_", "MAIL_")) and k != "DATABASE_URL"}
@@ -173,6 +193,10 @@ def run_db(db: str, count: int, args) -> dict:
             h.log(f"sqlite: a copy of {args.sqlite_file} (made by an earlier run), migrated")
             shutil.copy(args.sqlite_file, workdir / "users.db")
             h.cli(["init"], env)
+            load_s = 0.0
+        elif db == "postgres" and args.reuse_postgres:
+            h.log(f"postgres: {args.pg_db} (loaded by an earlier run), migrated")
+            h.cli(["init"], env, timeout=1800)
             load_s = 0.0
         else:
             h.log(f"{db}: init, then {count:,} users")
@@ -199,15 +223,14 @@ def run_db(db: str, count: int, args) -> dict:
         else:
             how = "GET /admin/users?q=... as a signed-in admin, one connection, gunicorn 1 worker"
             results = measure_http(server.base, h.PASSWORD, qs, args.requests, args.max_seconds)
-        plan = explain(url, qs["last name (~1/150 of users)"]) \
-            if db == "postgres" else ""
+        plan = explain(url, ["okafor", "william.", "zq", "yu"])
         return {"db": db, "users": count, "load_seconds": round(load_s, 1), "how": how,
                 "results": results, "plan": plan}
     finally:
         if server is not None:
             server.stop()
-        if db == "postgres":
-            h.pg_drop(PG_DB)
+        if db == "postgres" and not (args.keep_postgres or args.reuse_postgres):
+            h.pg_drop(args.pg_db)
         shutil.rmtree(workdir, ignore_errors=True)
 
 
@@ -222,6 +245,12 @@ def main() -> int:
                              "earlier run) instead of loading the users again")
     parser.add_argument("--keep-sqlite", type=Path, default=None,
                         help="copy the loaded SQLite database here, for --sqlite-file")
+    parser.add_argument("--pg-db", default=PG_DB, help="the PostgreSQL database to use")
+    parser.add_argument("--keep-postgres", action="store_true",
+                        help="keep the loaded PostgreSQL database, for --reuse-postgres")
+    parser.add_argument("--reuse-postgres", action="store_true",
+                        help="use the database --pg-db as loaded by an earlier run "
+                             "(--keep-postgres) instead of loading the users again")
     parser.add_argument("--requests", type=int, default=200, help="per query")
     parser.add_argument("--max-seconds", type=float, default=30,
                         help="per query: stop early (after at least 6 samples) past this")
@@ -246,7 +275,8 @@ def main() -> int:
         print(f"\n{rep['db']}: {rep['users']:,} users loaded in {rep['load_seconds']} s; "
               f"measured: {rep['how']}")
         if rep["plan"]:
-            print("PostgreSQL plan for the 'okafor' search:\n" + rep["plan"])
+            print(f"{rep['db']}: the statements of a few searches and their plans:\n"
+                  + rep["plan"])
     h.BENCH_DIR.joinpath("results").mkdir(exist_ok=True)
     stamp = datetime.now().strftime("%Y%m%d-%H%M%S")
     for name in (f"users-search-{stamp}", "users-search-latest"):

@@ -27,7 +27,6 @@ Counting is capped (`count`): a page says "more than N", never counts a million 
 from __future__ import annotations
 
 from sqlalchemy import ColumnElement, Select, and_, column, or_, select, table, text, union
-from sqlalchemy.orm import aliased
 
 from ..extensions import db
 from .models import User
@@ -85,7 +84,7 @@ def _dialect() -> str:
 
 
 def _conditions(q: str, cols) -> list[ColumnElement[bool]]:
-    """The rule, one condition per key column of `cols` (User or an alias of it)."""
+    """The rule, one condition per key column of `cols` (User, or a subquery's columns)."""
     keys = (cols.username_key, cols.email_key, cols.name_key)
     if len(q) >= MIN_INDEXED:
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
@@ -119,10 +118,10 @@ def _fts_page(q: str, after: int) -> Select:
 
 def _walk(q: str, after: int, need: int, window: int) -> list[int]:
     """The first `need` matches among the next `window` users in id order."""
-    walked = aliased(User, select(User).where(User.id > after).order_by(User.id)
-                     .limit(window).subquery("walked"))
-    return list(db.session.scalars(select(walked.id).where(or_(*_conditions(q, walked)))
-                                   .order_by(walked.id).limit(need)))
+    walked = (select(User.id, User.username_key, User.email_key, User.name_key)
+              .where(User.id > after).order_by(User.id).limit(window).subquery("walked"))
+    return list(db.session.scalars(select(walked.c.id).where(or_(*_conditions(q, walked.c)))
+                                   .order_by(walked.c.id).limit(need)))
 
 
 def _indexed(q: str, after: int, need: int) -> list[int]:
