@@ -21,7 +21,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import secrets
 import shutil
 import signal
 import sys
@@ -184,7 +183,8 @@ def run_db(db: str, count: int, args) -> dict:
     env.update({"AUTHSERVER_INSTANCE_PATH": str(workdir / "instance"),
                 "AUTHSERVER_KEYS_DIR": str(workdir / "keys"),
                 "AUTHSERVER_ISSUER": f"http://127.0.0.1:{port}",
-                "AUTHSERVER_SECRET_KEY": secrets.token_urlsafe(32),
+                # Fixed: a database kept for a later run holds keys sealed under it.
+                "AUTHSERVER_SECRET_KEY": "users-search-bench-only-" + "k" * 32,
                 "AUTHSERVER_RATELIMIT_ENABLED": "false", "DATABASE_URL": url})
     os.environ.update({k: v for k, v in env.items() if k.startswith("AUTHSERVER_")})
     server = None

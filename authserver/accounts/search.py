@@ -46,6 +46,11 @@ def clean_query(q: str | None) -> str:
     return text_.strip().lower()[:MAX_QUERY]
 
 
+def is_prefix_term(q: str | None) -> bool:
+    """q is 1 or 2 characters: it matches the beginning of a column, not any part."""
+    return 0 < len(clean_query(q)) < MIN_INDEXED
+
+
 def find(q: str | None, *, limit: int, offset: int = 0, after: int = 0) -> list[User]:
     """Users matching q in id order: `limit` of them, skipping `offset` matches after the
     user id `after` (0: from the first)."""
@@ -67,7 +72,7 @@ def page_ids(q: str | None, *, limit: int, offset: int = 0, after: int = 0) -> l
     if not q:
         return list(db.session.scalars(select(User.id).where(User.id > after)
                                        .order_by(User.id).limit(limit).offset(offset)))
-    if len(q) >= MIN_INDEXED and _dialect() == "sqlite":
+    if not is_prefix_term(q) and _dialect() == "sqlite":
         return list(db.session.scalars(_fts_page(q, after).limit(limit).offset(offset)))
     ids = _walk(q, after, need, WINDOW)
     if 0 < len(ids) < need:  # the window was too short for this density: a longer walk?
@@ -86,7 +91,7 @@ def _dialect() -> str:
 def _conditions(q: str, cols) -> list[ColumnElement[bool]]:
     """The rule, one condition per key column of `cols` (User, or a subquery's columns)."""
     keys = (cols.username_key, cols.email_key, cols.name_key)
-    if len(q) >= MIN_INDEXED:
+    if not is_prefix_term(q):
         like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
         return [key.like(like, escape="\\") for key in keys]
     # Begins with q: a range in code-point order, which is byte order in UTF-8: SQLite's

@@ -13,7 +13,7 @@ from sqlalchemy.exc import IntegrityError
 from .. import clock
 from ..accounts import mfa, passkeys, search, signin, states
 from ..accounts import services as accounts
-from ..accounts.search import MAX_QUERY, clean_query  # noqa: F401 (views, tests)
+from ..accounts.search import MAX_QUERY, clean_query, is_prefix_term  # noqa: F401 (views, tests)
 from ..accounts.models import BrowserSession, Licence, User
 from ..accounts.states import Action
 from ..audit import SecurityEvent, security_event
