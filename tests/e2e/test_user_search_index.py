@@ -179,3 +179,10 @@ def test_the_indexes_serve_a_rare_term_of_any_length(ctx, people):
         assert "users_search_prefix_name" in short and "users_search_prefix_email" in short, short
     else:
         assert "name_key>" in short and "SCAN users" not in short, short
+
+
+def test_a_prefix_ends_at_the_next_code_point_skipping_surrogates():
+    assert search._prefix_end("yu") == "yv"
+    assert search._prefix_end("a\U0010ffff") == "b"  # no code point above: the one before
+    assert search._prefix_end("\U0010ffff") is None  # everything from here on
+    assert search._prefix_end("\ud7ff") == "\ue000"  # UTF-8 cannot hold a surrogate
