@@ -26,7 +26,7 @@ Counting is capped (`count`): a page says "more than N", never counts a million 
 """
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, and_, column, or_, select, table, text, union
+from sqlalchemy import ColumnElement, Integer, Select, and_, column, or_, select, table, text, union
 
 from ..extensions import db
 from .models import User
@@ -36,7 +36,7 @@ FTS_TABLE = "users_search"
 MIN_INDEXED = 3  # a trigram index knows nothing of shorter terms
 WINDOW = 5_000  # users tested in id order before asking the indexes
 MAX_WALK = 50_000  # the longest walk in id order that the matches seen may ask for
-_FTS = table(FTS_TABLE, column("rowid"))
+_FTS = table(FTS_TABLE, column("rowid", Integer))
 _MATCH = text(f"{FTS_TABLE} MATCH :phrase")
 
 
