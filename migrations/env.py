@@ -49,8 +49,8 @@ def get_metadata():
 
 
 def include_name(name, type_, parent_names):
-    """Autogenerate leaves alone what a migration keeps outside the models (FTS5 tables)."""
-    return not (type_ == "table" and is_search_index(name))
+    """Autogenerate leaves alone what a migration keeps outside the models (the search index)."""
+    return not (type_ in ("table", "index") and is_search_index(name))
 
 
 def run_migrations_offline():

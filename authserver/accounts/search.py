@@ -1,22 +1,32 @@
-"""Partial, case-insensitive user search: the one rule behind the Users module, the admin API
-and `users list --search`.
+"""User search: the one rule behind the Users module, the admin API and `users list --search`.
 
-A user matches when q (lowercased, as plain text: `%` and `_` are not wildcards) is part of
-their user name, email or display name (the lowercase `*_key` columns). The rule is always
-the `LIKE '%q%'` below; the indexes only narrow where it is evaluated:
+What matches q (lowercased, control characters dropped, at most 100 characters; `%`, `_` and
+`"` are plain characters), in the lowercase `*_key` columns:
 
-- PostgreSQL: the pg_trgm GIN indexes on the three key columns serve the LIKE itself.
-- SQLite: the FTS5 table `users_search` (trigram tokenizer, kept by triggers on `users`,
-  migration speed_users_search) finds the ids of users containing q, for q of 3 characters
-  or more. Up to SORT_CAP matches, those rows are fetched by id and sorted; up to
-  CANDIDATE_CAP (2% of a million) the user-name index is walked in order, testing
-  membership, until a page is full; when q is more common than that, or shorter than 3
-  characters, the LIKE scans users in user-name order, which reaches a page of matches
-  quickly because they are common. See docs/performance.md for the slow cases left.
+- q of 3 characters or more: the user name, the email address or the display name
+  *contains* q;
+- q of 1 or 2 characters: one of them *begins with* q (a trigram index knows nothing of
+  shorter terms, and "contains one letter" would be most users).
+
+Results come in account-creation order (ascending id): every index used here can walk that
+order, so a page is found without counting or sorting every match, however common q is.
+The rule (`_conditions`) is always applied to the rows; the indexes only decide which rows
+are looked at:
+
+- SQLite, q of 3+: the FTS5 table `users_search` (trigram tokenizer, kept by triggers,
+  migration speed_users_search) yields the rowids containing q in id order; the page is the
+  first LIMIT of them. No count, no sort, rare or common.
+- Otherwise (PostgreSQL, or a short q on SQLite): the next WINDOW users in id order are
+  tested; a common q fills the page there. When it does not, and the matches seen there say
+  a walk of at most MAX_WALK users would, that walk; else q is rare, and the indexes give
+  every match's id (pg_trgm GIN for 3+, B-tree ranges on the three key columns for a short
+  q, migration search_prefix_indexes on PostgreSQL), few enough to sort.
+
+Counting is capped (`count`): a page says "more than N", never counts a million matches.
 """
 from __future__ import annotations
 
-from sqlalchemy import ColumnElement, Select, and_, column, or_, select, table, text
+from sqlalchemy import ColumnElement, Integer, Select, and_, column, or_, select, table, text, union
 
 from ..extensions import db
 from .models import User
@@ -24,12 +34,10 @@ from .models import User
 MAX_QUERY = 100
 FTS_TABLE = "users_search"
 MIN_INDEXED = 3  # a trigram index knows nothing of shorter terms
-CANDIDATE_CAP = 20_000  # more matches than this: the plain scan finds a page at once
-SORT_CAP = 2_000  # up to this many: fetched by id and sorted; more: the user-name index walk
-
-_COUNT = text(f"SELECT count(*) FROM (SELECT 1 FROM {FTS_TABLE} WHERE {FTS_TABLE} MATCH :phrase "
-              "LIMIT :cap)")
-_FTS = table(FTS_TABLE, column("rowid"))
+WINDOW = 5_000  # users tested in id order before asking the indexes
+MAX_WALK = 50_000  # the longest walk in id order that the matches seen may ask for
+_FTS = table(FTS_TABLE, column("rowid", Integer))
+_MATCH = text(f"{FTS_TABLE} MATCH :phrase")
 
 
 def clean_query(q: str | None) -> str:
@@ -38,39 +46,99 @@ def clean_query(q: str | None) -> str:
     return text_.strip().lower()[:MAX_QUERY]
 
 
-def matching(q: str | None) -> ColumnElement[bool] | None:
-    """The WHERE clause for users matching q, or None for an empty query (everyone)."""
+def is_prefix_term(q: str | None) -> bool:
+    """q is 1 or 2 characters: it matches the beginning of a column, not any part."""
+    return 0 < len(clean_query(q)) < MIN_INDEXED
+
+
+def find(q: str | None, *, limit: int, offset: int = 0, after: int = 0) -> list[User]:
+    """Users matching q in id order: `limit` of them, skipping `offset` matches after the
+    user id `after` (0: from the first)."""
+    ids = page_ids(q, limit=limit, offset=offset, after=after)
+    if not ids:
+        return []
+    return list(db.session.scalars(select(User).where(User.id.in_(ids)).order_by(User.id)))
+
+
+def count(q: str | None, *, cap: int) -> int:
+    """How many users match q, up to cap + 1 (more than cap: the caller says "more than")."""
+    return len(page_ids(q, limit=cap + 1))
+
+
+def page_ids(q: str | None, *, limit: int, offset: int = 0, after: int = 0) -> list[int]:
+    """The ids of one page of users matching q, in id order (see the module's docstring)."""
     q = clean_query(q)
+    need = offset + limit
     if not q:
-        return None
-    like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
-    rule = or_(User.username_key.like(like, escape="\\"), User.email_key.like(like, escape="\\"),
-               User.name_key.like(like, escape="\\"))
-    found = _sqlite_candidates(q)
-    if found is None:
-        return rule
-    ids, count = found
-    if count <= SORT_CAP:  # few: fetch them by id, sort those
-        return and_(User.id.in_(ids), rule)
-    # Many: walk the user-name index in order and test membership (`+ 0` keeps SQLite
-    # from driving the query by id), stopping at a page of matches.
-    return and_((User.id + 0).in_(ids), rule)
+        return list(db.session.scalars(select(User.id).where(User.id > after)
+                                       .order_by(User.id).limit(limit).offset(offset)))
+    if not is_prefix_term(q) and _dialect() == "sqlite":
+        return list(db.session.scalars(_fts_page(q, after).limit(limit).offset(offset)))
+    ids = _walk(q, after, need, WINDOW)
+    if 0 < len(ids) < need:  # the window was too short for this density: a longer walk?
+        window = WINDOW * need * 2 // len(ids)
+        if window <= MAX_WALK:
+            ids = _walk(q, after, need, window)
+    if len(ids) < need:  # rare in id order: from the indexes, every match (few), sorted
+        ids = _indexed(q, after, need)
+    return ids[offset:]
 
 
-def _sqlite_candidates(q: str) -> tuple[Select, int] | None:
-    """The ids of the users whose key columns contain q, from the trigram index, as a
-    subquery, and how many; None when the index cannot help (not SQLite, q too short, q too
-    common)."""
-    if len(q) < MIN_INDEXED or db.session.get_bind().dialect.name != "sqlite":
-        return None
+def _dialect() -> str:
+    return db.session.get_bind().dialect.name
+
+
+def _conditions(q: str, cols) -> list[ColumnElement[bool]]:
+    """The rule, one condition per key column of `cols` (User, or a subquery's columns)."""
+    keys = (cols.username_key, cols.email_key, cols.name_key)
+    if not is_prefix_term(q):
+        like = "%" + q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_") + "%"
+        return [key.like(like, escape="\\") for key in keys]
+    # Begins with q: a range in code-point order, which is byte order in UTF-8: SQLite's
+    # BINARY collation, and PostgreSQL's "C" (the collation of its prefix indexes).
+    if _dialect() == "postgresql":
+        keys = tuple(key.collate("C") for key in keys)
+    upper = _prefix_end(q)
+    return [and_(key >= q, key < upper) if upper is not None else key >= q for key in keys]
+
+
+def _prefix_end(q: str) -> str | None:
+    """The least string above every string that begins with q (None: there is none)."""
+    while q:
+        last = ord(q[-1]) + 1
+        if last <= 0x10FFFF:
+            return q[:-1] + chr(0xE000 if 0xD800 <= last <= 0xDFFF else last)  # no surrogates
+        q = q[:-1]
+    return None
+
+
+def _fts_page(q: str, after: int) -> Select:
+    """SQLite: matching ids in rowid order straight from the trigram index (q of 3+)."""
     phrase = '"' + q.replace('"', '""') + '"'  # an FTS5 string: every character is literal
-    count = db.session.scalar(_COUNT, {"phrase": phrase, "cap": CANDIDATE_CAP + 1})
-    if count > CANDIDATE_CAP:
-        return None
-    return select(_FTS.c.rowid).where(text(f"{FTS_TABLE} MATCH :phrase").bindparams(
-        phrase=phrase)), count
+    return (select(User.id).select_from(_FTS).join(User, User.id == _FTS.c.rowid)
+            .where(_MATCH.bindparams(phrase=phrase), _FTS.c.rowid > after,
+                   or_(*_conditions(q, User)))
+            .order_by(_FTS.c.rowid))
+
+
+def _walk(q: str, after: int, need: int, window: int) -> list[int]:
+    """The first `need` matches among the next `window` users in id order."""
+    walked = (select(User.id, User.username_key, User.email_key, User.name_key)
+              .where(User.id > after).order_by(User.id).limit(window).subquery("walked"))
+    return list(db.session.scalars(select(walked.c.id).where(or_(*_conditions(q, walked.c)))
+                                   .order_by(walked.c.id).limit(need)))
+
+
+def _indexed(q: str, after: int, need: int) -> list[int]:
+    """Every match's id from the indexes (one scan per key column), then the first `need`
+    after `after`: for a q that is rare, so there are few to sort."""
+    found = union(*(select(User.id).where(cond) for cond in _conditions(q, User)))
+    found = found.cte("found").prefix_with("MATERIALIZED")  # planned alone: by the indexes
+    return list(db.session.scalars(select(found.c.id).where(found.c.id > after)
+                                   .order_by(found.c.id).limit(need)))
 
 
 def is_search_index(name: str | None) -> bool:
-    """The FTS5 table and its shadow tables: kept by the migration, not by the models."""
+    """The FTS5 table, its shadow tables and the prefix indexes: kept by the migrations, not
+    by the models (autogenerate leaves them alone)."""
     return bool(name) and (name == FTS_TABLE or name.startswith(FTS_TABLE + "_"))

@@ -185,15 +185,14 @@ def load_session(raw_sid: str | None) -> BrowserSession | None:
     return bs
 
 
+COUNT_CAP = 1_000  # `users list` says "more than 1000" rather than count every match
+
+
 def find_users(q: str = "", *, limit: int = 20, offset: int = 0) -> tuple[list[User], int]:
-    """Users whose user name, email or display name contains q (case-insensitive)."""
-    stmt = select(User)
-    where = search.matching(q)
-    if where is not None:
-        stmt = stmt.where(where)
-    total = db.session.scalar(select(db.func.count()).select_from(stmt.subquery()))
-    users = db.session.scalars(stmt.order_by(User.username_key).limit(limit).offset(offset)).all()
-    return list(users), int(total or 0)
+    """Users matching q (accounts.search) in creation order, and how many match, up to
+    COUNT_CAP + 1 (more than COUNT_CAP: the caller says "more than")."""
+    rows = search.find(q, limit=limit, offset=offset)
+    return rows, search.count(q, cap=COUNT_CAP)
 
 
 def user_sessions(user: User) -> list[BrowserSession]:

@@ -79,7 +79,7 @@ def openapi():
 @bp.get("/api/admin/users")
 def list_users():
     rows, last = services.list_users(request.args.get("q", ""),
-                                     after=payloads.decode_cursor("users", str),
+                                     after=payloads.decode_cursor("users", int),
                                      limit=payloads.query_limit())
     return jsonify(items=[payloads.user_summary(u) for u in rows],
                    next_cursor=payloads.encode_cursor("users", last))

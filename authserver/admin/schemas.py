@@ -219,7 +219,10 @@ PATHS = {
         "get": _op("Search users (user name, email, display name; partial, any case)",
                    "listUsers", {"200": _json(_ref("UserPage"), "One page of users."),
                                  **_problems(401, 403, 422)},
-                   parameters=[_query("q", {"type": "string"}, "Part of a name or address."),
+                   parameters=[_query("q", {"type": "string"},
+                                      "Part of a user name, email address or display name, "
+                                      "any case; 1 or 2 characters match their beginning. "
+                                      "Users come in the order their accounts were created."),
                                CURSOR, LIMIT]),
         "post": _op("Create a user and email them a temporary password (an invitation)",
                     "createUser", {"201": _json(_ref("User"), "Created and invited."),

@@ -11,9 +11,9 @@ from sqlalchemy import func, or_, select
 from sqlalchemy.exc import IntegrityError
 
 from .. import clock
-from ..accounts import mfa, passkeys, signin, states
+from ..accounts import mfa, passkeys, search, signin, states
 from ..accounts import services as accounts
-from ..accounts.search import MAX_QUERY, clean_query, matching  # noqa: F401 (views, tests)
+from ..accounts.search import MAX_QUERY, clean_query, is_prefix_term  # noqa: F401 (views, tests)
 from ..accounts.models import BrowserSession, Licence, User
 from ..accounts.states import Action
 from ..audit import SecurityEvent, security_event
@@ -80,30 +80,22 @@ def find_by_sub(sub: str) -> User | None:
 
 
 def search_users(q: str, *, page: int = 1, per_page: int = 20) -> tuple[list[User], bool]:
-    """One page of matching users by user name, and whether another page follows.
+    """One page of matching users in creation order (accounts.search), and whether another
+    page follows.
 
-    No total count: counting every match of a short query over a million rows is the slow
+    No total count: counting every match of a common query over a million rows is the slow
     part of a search, and the page does not need it.
     """
-    stmt = select(User).order_by(User.username_key)
-    where = matching(q)
-    if where is not None:
-        stmt = stmt.where(where)
-    rows = list(db.session.scalars(stmt.limit(per_page + 1).offset((page - 1) * per_page)))
+    rows = search.find(q, limit=per_page + 1, offset=(page - 1) * per_page)
     return rows[:per_page], len(rows) > per_page
 
 
-def list_users(q: str, *, after: str | None, limit: int) -> tuple[list[User], str | None]:
-    """Matching users after a user-name key (keyset pagination); returns the next key or None."""
-    stmt = select(User).order_by(User.username_key)
-    where = matching(q)
-    if where is not None:
-        stmt = stmt.where(where)
-    if after is not None:
-        stmt = stmt.where(User.username_key > after)
-    rows = list(db.session.scalars(stmt.limit(limit + 1)))
+def list_users(q: str, *, after: int | None, limit: int) -> tuple[list[User], int | None]:
+    """Matching users after a user id (keyset pagination, creation order); returns the next
+    key or None."""
+    rows = search.find(q, limit=limit + 1, after=after or 0)
     more = len(rows) > limit
-    return rows[:limit], rows[limit - 1].username_key if more else None
+    return rows[:limit], rows[limit - 1].id if more else None
 
 
 def list_events(*, user_id: int | None, before: int | None, limit: int

@@ -75,7 +75,7 @@ def users():
     page = min(max(request.args.get("page", 1, type=int), 1), MAX_PAGE)
     rows, has_next = services.search_users(q, page=page)
     return render_template("admin/users/index.html", users=rows, q=q, page=page,
-                           has_next=has_next)
+                           has_next=has_next, prefix_only=services.is_prefix_term(q))
 
 
 @bp.route("/admin/users/new", methods=["GET", "POST"])

@@ -60,7 +60,10 @@ def list_(q, limit):
     click.echo(f"{'ID':>6}  {'USERNAME':<24} {'EMAIL':<32} {'STATE':<22} NAME")
     for u in rows:
         click.echo(f"{u.id:>6}  {u.username:<24} {u.email:<32} {u.state:<22} {u.name}")
-    click.echo(f"{len(rows)} of {total} users")
+    if total > accounts.COUNT_CAP:
+        click.echo(f"{len(rows)} of more than {accounts.COUNT_CAP:,} users")
+    else:
+        click.echo(f"{len(rows)} of {total} users")
 
 
 def _verb(name: str, action, done: str):

@@ -67,6 +67,21 @@ def test_list_searches_and_pages_with_an_opaque_cursor(app, api):
     assert second.get_json()["next_cursor"] is None
 
 
+def test_cursor_pages_of_a_common_or_short_term_cover_each_match_once(app, api):
+    names = [f"{first}.lee{i}" for i, first in enumerate(["yves", "bo", "yann"] * 4)]
+    for name in names:
+        make_user(app, name)
+    for q, expected in [("lee", names), ("YA", [n for n in names if n.startswith("yann")])]:
+        seen, cursor = [], None
+        while True:
+            query = {"q": q, "limit": 5, **({"cursor": cursor} if cursor else {})}
+            body = api("GET", "/api/admin/users", query_string=query).get_json()
+            seen += [u["username"] for u in body["items"]]
+            if not (cursor := body["next_cursor"]):
+                break
+        assert seen == expected, q
+
+
 def test_list_without_q_lists_everyone_with_summaries(app, api):
     uid = make_user(app, "carl", name="Carl Sagan", state="disabled")
     (item,) = api("GET", "/api/admin/users").get_json()["items"]

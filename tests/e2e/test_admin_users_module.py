@@ -93,6 +93,35 @@ def test_search_is_paginated_with_page(app, client, auth):
     assert "Next page" not in second and "Previous page" in second
 
 
+def test_a_two_letter_term_finds_the_users_whose_names_begin_with_it(app, client, auth):
+    admin_session(app, auth)
+    make_user(app, "yuki.tanaka", name="Yuki Tanaka")
+    make_user(app, "bob", email="yusuf@example.com", name="Bob Builder")
+    make_user(app, "carol", name="Yusra Carol")
+    make_user(app, "tanya.yu", name="Tanya Yu")  # "yu" inside, not at a beginning
+    html = client.get("/admin/users?q=YU").get_data(as_text=True)
+    assert result_names(html) == ["yuki.tanaka", "bob", "carol"]
+    assert "begins with them" in html
+    assert "begins with them" not in client.get("/admin/users?q=yuk").get_data(as_text=True)
+    assert result_names(client.get("/admin/users?q=a%20yu").get_data(as_text=True)) == [
+        "tanya.yu"]  # three characters: any part
+
+
+def test_pages_of_a_common_term_stay_put_when_users_are_added(app, client, auth):
+    """Creation order: a user added between two page loads comes last, so the next page
+    neither repeats nor skips anyone."""
+    admin_session(app, auth)
+    names = [f"{first}.smith{i}" for i, first in enumerate(["zoe", "amy", "max"] * 15)]
+    for name in names:
+        make_user(app, name)
+    first = result_names(client.get("/admin/users?q=smith").get_data(as_text=True))
+    make_user(app, "aaron.smith")  # first by user name, last by creation
+    second = result_names(client.get("/admin/users?q=smith&page=2").get_data(as_text=True))
+    third = client.get("/admin/users?q=smith&page=3").get_data(as_text=True)
+    assert first + second + result_names(third) == names + ["aaron.smith"]
+    assert "Next page" not in third
+
+
 def test_search_survives_nonsense_parameters(app, client, auth):
     admin_session(app, auth)
     for qs in ("page=-5", "page=abc", "page=99999999999999999999", "q=" + "x" * 5000,

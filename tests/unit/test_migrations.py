@@ -7,7 +7,7 @@ from authserver.extensions import db
 
 
 def include_name(name, type_, parent_names):
-    return not (type_ == "table" and is_search_index(name))
+    return not (type_ in ("table", "index") and is_search_index(name))
 
 
 def test_models_and_migrations_do_not_differ(app):
