@@ -41,6 +41,7 @@ class Defaults:
     LOOP_REDEEMED_WINDOW = 60
     REFRESH_REUSE_GRACE = 0
     CLIENT_CACHE_TTL = 10
+    UPSTREAM_CACHE_TTL = 10  # the sign-in page's upstream buttons, per process
     JWKS_CACHE_TTL = 3600
     KEY_RETIRE_SLACK = 300
     KEYS_RELOAD_INTERVAL = 10  # seconds between two checks of the key set's generation

@@ -106,7 +106,11 @@ def authenticate(login: str, password: str) -> User:
     now = clock.now()
     throttle.check_source()
     user = find_by_login(login)
-    stored = user.password_hash if user else None  # read now: the claim's commit expires it
+    # Read now what the check needs: the claim's commit expires the row, and reading it again
+    # would cost a SELECT each (the caller's next step reads the account afresh anyway).
+    stored = user.password_hash if user else None
+    temp_expired = user is not None and user.state == AccountState.FORCE_CHANGE_PASSWORD \
+        and user.temp_password_expires_at is not None and now >= user.temp_password_expires_at
     cheap = user is None and throttle.budget_spent()
     with throttle.counting_busy(), security.hashing_slot() as slot:
         if cheap:  # the same wait for a slot as anyone, then none of its time
@@ -117,7 +121,7 @@ def authenticate(login: str, password: str) -> User:
             ok = False
         else:
             ok = security.verify_password(stored, password or "")
-        if ok and security.needs_rehash(user.password_hash):
+        if ok and security.needs_rehash(stored):
             user.password_hash = security.hash_password(password)
     if not ok:
         throttle.count_failure()
@@ -125,8 +129,7 @@ def authenticate(login: str, password: str) -> User:
         db.session.commit()
         raise LoginRejected("Incorrect user name or password.")
     throttle.clear_failures(login)
-    if user.state == AccountState.FORCE_CHANGE_PASSWORD and user.temp_password_expires_at \
-            and now >= user.temp_password_expires_at:
+    if temp_expired:
         security_event("login_temp_password_expired", user_id=user.id)
         db.session.commit()
         raise TemporaryPasswordExpired("Incorrect user name or password.")
