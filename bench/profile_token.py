@@ -30,12 +30,14 @@ from support import AuthActions, base_settings, make_client, make_user  # noqa: 
 from authserver import create_app  # noqa: E402
 from authserver.extensions import db  # noqa: E402
 from authserver.schema import init_schema  # noqa: E402
-from authserver.tokens.keyring import ensure_keys  # noqa: E402
+from authserver.tokens.keyfiles import write_key_set  # noqa: E402
+from authserver.tokens.keyset import new_key_set  # noqa: E402
 
 
 def build(db_url: str | None):
     root = tempfile.mkdtemp(prefix="authserver-profile-")
-    ensure_keys(f"{root}/keys", datetime.now(timezone.utc))
+    Path(f"{root}/keys").mkdir()
+    write_key_set(f"{root}/keys", new_key_set(datetime.now(timezone.utc)))  # as tests/conftest.py
     settings = base_settings(root, f"{root}/keys", db_url or f"sqlite:///{root}/a.db")
     settings["TESTING"] = False  # the hooks a server runs (not the test shortcuts)
     app = create_app(settings)

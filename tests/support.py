@@ -13,6 +13,7 @@ import re
 import secrets
 import socket
 import threading
+import time
 from types import SimpleNamespace
 from urllib.parse import parse_qs, urlsplit
 
@@ -76,12 +77,14 @@ def base_settings(instance: str, keys_dir: str, url: str) -> dict:
 class StubHasher:
     """A stand-in for argon2id, injected with the PASSWORD_HASHER setting: it counts its
     verifies, and verify() waits while `gate` is closed, so a test can hold every hashing
-    slot for as long as it needs (tests are not timed)."""
+    slot for as long as it needs (tests are not timed). `delay`: seconds each verify
+    sleeps, a check as slow as a real one without its CPU (for comparing medians)."""
 
-    def __init__(self):
+    def __init__(self, delay: float = 0.0):
         self.gate, self.entered = threading.Event(), threading.Event()
         self.gate.set()
         self.verifies = 0
+        self.delay = delay
 
     def hash(self, password: str) -> str:
         return "stub$" + hashlib.sha256(password.encode()).hexdigest()
@@ -90,6 +93,8 @@ class StubHasher:
         self.verifies += 1
         self.entered.set()
         assert self.gate.wait(30), "the test never opened the gate"
+        if self.delay:
+            time.sleep(self.delay)
         if password_hash != self.hash(password):
             raise VerifyMismatchError("stub mismatch")
         return True

@@ -6,7 +6,7 @@ from datetime import timedelta
 
 from email_validator import EmailNotValidError, validate_email
 from flask import current_app
-from sqlalchemy import or_, select
+from sqlalchemy import bindparam, or_, select
 from sqlalchemy.orm import joinedload
 
 from .. import clock, security
@@ -33,13 +33,18 @@ class UserInvalid(AuthserverError):
     pass
 
 
+# Read at every sign-in, so built once: building a statement costs SQLAlchemy more than
+# running it does.
+BY_LOGIN = select(User).where(or_(User.username_key == bindparam("key"),
+                                  User.email_key == bindparam("key")))
+
+
 def find_by_login(login: str | None) -> User | None:
     """A user by user name or email address, case-insensitive; None when there is none."""
     key = security.normalise_login(login)
     if not key:
         return None
-    return db.session.scalar(select(User).where(or_(User.username_key == key,
-                                                    User.email_key == key)))
+    return db.session.scalar(BY_LOGIN, {"key": key})
 
 
 def get_user(user_id: int) -> User | None:
@@ -106,7 +111,11 @@ def authenticate(login: str, password: str) -> User:
     now = clock.now()
     throttle.check_source()
     user = find_by_login(login)
-    stored = user.password_hash if user else None  # read now: the claim's commit expires it
+    # Read now what the check needs: the claim's commit expires the row, and reading it again
+    # would cost a SELECT each (the caller's next step reads the account afresh anyway).
+    stored = user.password_hash if user else None
+    temp_expired = user is not None and user.state == AccountState.FORCE_CHANGE_PASSWORD \
+        and user.temp_password_expires_at is not None and now >= user.temp_password_expires_at
     cheap = user is None and throttle.budget_spent()
     with throttle.counting_busy(), security.hashing_slot() as slot:
         if cheap:  # the same wait for a slot as anyone, then none of its time
@@ -117,7 +126,7 @@ def authenticate(login: str, password: str) -> User:
             ok = False
         else:
             ok = security.verify_password(stored, password or "")
-        if ok and security.needs_rehash(user.password_hash):
+        if ok and security.needs_rehash(stored):
             user.password_hash = security.hash_password(password)
     if not ok:
         throttle.count_failure()
@@ -125,8 +134,7 @@ def authenticate(login: str, password: str) -> User:
         db.session.commit()
         raise LoginRejected("Incorrect user name or password.")
     throttle.clear_failures(login)
-    if user.state == AccountState.FORCE_CHANGE_PASSWORD and user.temp_password_expires_at \
-            and now >= user.temp_password_expires_at:
+    if temp_expired:
         security_event("login_temp_password_expired", user_id=user.id)
         db.session.commit()
         raise TemporaryPasswordExpired("Incorrect user name or password.")

@@ -10,6 +10,8 @@ signs in to that account. Services commit; lookups never write.
 from __future__ import annotations
 
 import re
+import time
+from dataclasses import dataclass
 from urllib.parse import urlsplit
 
 from flask import current_app
@@ -59,6 +61,38 @@ def subject_of(upstream: Upstream, claims: dict) -> str:
 
 def all_upstreams() -> list[Upstream]:
     return list(db.session.scalars(select(Upstream).order_by(Upstream.name)))
+
+
+@dataclass(frozen=True)
+class Button:
+    """What the sign-in page shows of an upstream: *Sign in with LABEL*, to /upstream/NAME."""
+
+    name: str
+    label: str
+
+
+BUTTONS_CACHE = "authserver.upstream_buttons"
+
+
+def sign_in_buttons() -> tuple[Button, ...]:
+    """The sign-in page's upstream buttons, from a per-process cache that lives
+    UPSTREAM_CACHE_TTL seconds (0 turns it off): the page is shown before every sign-in and
+    upstreams change rarely. add() and remove() clear this process's cache at once; other
+    processes show the change within the TTL (the upstream's own routes read the table)."""
+    ttl = float(current_app.config["UPSTREAM_CACHE_TTL"])
+    now = time.monotonic()
+    hit = current_app.extensions.get(BUTTONS_CACHE)
+    if hit is not None and hit[0] > now:
+        return hit[1]
+    buttons = tuple(Button(name, label) for name, label in db.session.execute(
+        select(Upstream.name, Upstream.label).order_by(Upstream.name)))
+    if ttl > 0:
+        current_app.extensions[BUTTONS_CACHE] = (now + ttl, buttons)
+    return buttons
+
+
+def _forget_buttons() -> None:
+    current_app.extensions.pop(BUTTONS_CACHE, None)
 
 
 def find(name: str | None) -> Upstream | None:
@@ -117,6 +151,7 @@ def add(name: str, issuer: str, client_id: str, client_secret: str, *, label: st
     db.session.add(upstream)
     security_event("upstream_added", actor_id=actor_id, upstream=name, issuer=issuer)
     db.session.commit()
+    _forget_buttons()
     return upstream
 
 
@@ -129,6 +164,7 @@ def remove(name: str, actor_id: int | None = None) -> int:
     security_event("upstream_removed", actor_id=actor_id, upstream=upstream.name,
                    identities=count)
     db.session.commit()
+    _forget_buttons()
     return count
 
 

@@ -55,7 +55,8 @@ def login():
 def _login_page(form: LoginForm, error: str | None = None):
     if error:
         form.form_errors.append(error)
-    return render_template("accounts/login.html", form=form, upstreams=upstreams.all_upstreams())
+    return render_template("accounts/login.html", form=form,
+                           upstreams=upstreams.sign_in_buttons())
 
 
 @bp.route("/login/mfa", methods=["GET", "POST"])

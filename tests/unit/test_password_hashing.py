@@ -7,9 +7,34 @@ from authserver.extensions import db
 from support import PASSWORD, AuthActions, make_user
 
 
-def test_the_default_is_owasps_argon2id_minimum():
+# OWASP's Password Storage Cheat Sheet: argon2id settings of equal strength, all p=1.
+OWASP_EQUIVALENTS = {(47104, 1), (19456, 2), (12288, 3), (9216, 4), (7168, 5)}
+
+
+def test_the_default_is_one_of_owasps_equivalent_argon2id_settings():
+    """m=7168, t=5 (Keycloak's): the cheapest of them in CPU here (docs/capacity.md)."""
     assert (Defaults.PASSWORD_HASH_MEMORY_COST, Defaults.PASSWORD_HASH_TIME_COST,
-            Defaults.PASSWORD_HASH_PARALLELISM) == (19456, 2, 1)
+            Defaults.PASSWORD_HASH_PARALLELISM) == (7168, 5, 1)
+    assert (Defaults.PASSWORD_HASH_MEMORY_COST, Defaults.PASSWORD_HASH_TIME_COST) \
+        in OWASP_EQUIVALENTS
+
+
+def test_a_server_at_the_default_cost_hashes_at_it_and_upgrades_the_old_default(app, settings):
+    """A hash made at the earlier default (m=19456, t=2) is re-made at m=7168, t=5."""
+    settings.update({"PASSWORD_HASH_MEMORY_COST": 19456, "PASSWORD_HASH_TIME_COST": 2})
+    old = create_app(settings)
+    make_user(old, "alice")
+    for name in ("MEMORY_COST", "TIME_COST", "PARALLELISM"):
+        settings[f"PASSWORD_HASH_{name}"] = getattr(Defaults, f"PASSWORD_HASH_{name}")
+    current = create_app(settings)
+    with current.app_context():
+        assert "$m=19456,t=2,p=1$" in find_by_login("alice").password_hash
+        assert "$m=7168,t=5,p=1$" in security._dummy_hash(security._current_hasher())
+        db.session.remove()
+    assert AuthActions(current.test_client()).login("alice", PASSWORD).status_code == 303
+    with current.app_context():
+        assert "$m=7168,t=5,p=1$" in find_by_login("alice").password_hash
+        db.session.remove()
 
 
 def test_a_hash_made_at_an_old_cost_is_upgraded_at_the_next_sign_in(app, settings):
