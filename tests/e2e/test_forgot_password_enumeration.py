@@ -148,7 +148,8 @@ def _timed_post(client, name: str) -> float:
 
 
 def test_send_code_takes_comparable_time_for_every_kind_of_account(app, capsys):
-    """Median of 15 requests per kind, fresh names each time (no resend limit); reported only."""
+    """SPEC 7's rule, measured: the medians of 15 requests per kind (fresh names each time, so
+    no resend limit applies) are within 30 % or 25 ms of each other, whichever is wider."""
     rounds = [accounts(app, f"{i:02d}") for i in range(15)]
     clients = {kind: app.test_client() for kind in KINDS}
     for kind in KINDS:  # warm-up: templates, hasher, first connection
@@ -161,3 +162,7 @@ def test_send_code_takes_comparable_time_for_every_kind_of_account(app, capsys):
     with capsys.disabled():
         print("\n/forgot-password median ms over 15: " +
               ", ".join(f"{kind} {ms:.2f}" for kind, ms in medians.items()))
+    for a in KINDS:
+        for b in KINDS:
+            wider = max(25.0, 0.3 * max(medians[a], medians[b]))
+            assert abs(medians[a] - medians[b]) <= wider, (a, b, medians)
