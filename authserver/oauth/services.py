@@ -9,12 +9,11 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import clock, security
 from ..accounts.models import User
 from ..audit import security_event
+from ..db import insert_unless_present
 from ..errors import AuthserverError
 from ..extensions import db
 from ..tokens import services as tokens
@@ -214,11 +213,8 @@ def claim_authorization_code(code: str, client: Client, access_jti: str | None =
 def record_session_client(session_id: int, client_id: str) -> None:
     """Remember that the client got tokens in this browser session (back-channel logout);
     in the caller's transaction, once per pair whatever the race."""
-    dialect = db.session.get_bind().dialect.name
-    insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
-    db.session.execute(insert_fn(SessionClient).values(
-        session_id=session_id, client_id=client_id, created_at=clock.now())
-        .on_conflict_do_nothing(index_elements=["session_id", "client_id"]))
+    insert_unless_present(db.session, SessionClient, ["session_id", "client_id"],
+                          session_id=session_id, client_id=client_id, created_at=clock.now())
 
 
 def nonce_used(client_id: str, nonce: str) -> bool:
