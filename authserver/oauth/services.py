@@ -249,6 +249,28 @@ def grant_consent(user: User, client: Client, scope: str) -> None:
     db.session.commit()
 
 
+def refuse_without_licence(user: User, client: Client) -> None:
+    """/authorize for an app the account holds no licence for: recorded before the page (or
+    the access_denied redirect) is answered. Commits."""
+    security_event("no_licence", user_id=user.id, client_id=client.client_id)
+    db.session.commit()
+
+
+def note_refresh_without_state(client: Client) -> None:
+    """/refresh without `state` (the app cannot tie the answer to its request): recorded,
+    and the request goes on. Commits."""
+    security_event("refresh_without_state", client_id=client.client_id)
+    db.session.commit()
+
+
+def record_redirect_loop(client_id: str | None, reason: str, cookies_blocked: bool) -> None:
+    """The loop guard stopped a redirect loop (SPEC section 7): recorded when decided, before
+    the loop page is rendered. Commits."""
+    security_event("redirect_loop", client_id=(client_id or "")[:64], reason=reason,
+                   cookies=not cookies_blocked)
+    db.session.commit()
+
+
 def count_unredeemed(code_hashes: list[str]) -> int:
     """How many of these codes (by keyed hash) were never redeemed at /token (loop guard)."""
     if not code_hashes:
