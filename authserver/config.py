@@ -7,6 +7,7 @@ import secrets
 from pathlib import Path
 from urllib.parse import urlsplit
 
+import click
 from flask import Flask
 from limits import parse_many
 from sqlalchemy.engine import make_url
@@ -18,6 +19,13 @@ PROJECT_ROOT = Path(__file__).resolve().parent.parent
 MIN_SECRET_LENGTH = 32
 # The example value of deploy/authserver.env: a server must never start with it.
 PLACEHOLDER_SECRETS = frozenset({"change-me-to-64-random-characters-shared-by-every-machine"})
+
+
+class ConfigError(click.ClickException, RuntimeError):
+    """A setting that would make the server unsafe or broken, refused at start; the message
+    names the setting and what to set. A click exception, so `authserver ...` and
+    `flask --app authserver ...` print it as one line and exit 1 (no traceback); wsgi.py does
+    the same under gunicorn."""
 
 
 class Defaults:
@@ -291,35 +299,38 @@ def check_config(app: Flask) -> None:
     cfg = app.config
     secret = str(cfg["SECRET_KEY"])
     if len(secret) < MIN_SECRET_LENGTH:
-        raise RuntimeError(f"AUTHSERVER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} "
-                           "characters")
+        raise ConfigError(f"AUTHSERVER_SECRET_KEY must be at least {MIN_SECRET_LENGTH} "
+                          "characters")
     if secret in PLACEHOLDER_SECRETS or "change-me" in secret.lower():
-        raise RuntimeError("AUTHSERVER_SECRET_KEY is the placeholder from the example "
-                           "configuration: set 64 random characters (see docs/production.md)")
+        raise ConfigError("AUTHSERVER_SECRET_KEY is the placeholder from the example "
+                          "configuration: set 64 random characters (see docs/production.md)")
     for name in ("ACCESS_TOKEN_TTL", "REFRESH_TOKEN_TTL", "RESET_CODE_TTL", "TEMP_PASSWORD_TTL"):
         if int(cfg[name]) <= 0:
-            raise RuntimeError(f"AUTHSERVER_{name} must be a positive number of seconds")
+            raise ConfigError(f"AUTHSERVER_{name} must be a positive number of seconds")
     if str(cfg["MFA_REQUIRED"]).lower() not in ("none", "admins", "all"):
-        raise RuntimeError("AUTHSERVER_MFA_REQUIRED must be none, admins or all")
+        raise ConfigError("AUTHSERVER_MFA_REQUIRED must be none, admins or all")
     for name in LIMIT_SETTINGS:
         if not cfg.get(name):
             continue  # unset or empty: that limit is off
         try:
             parse_many(str(cfg[name]))
         except ValueError as exc:
-            raise RuntimeError(f"AUTHSERVER_{name}: not a rate limit ({exc})") from exc
+            raise ConfigError(f"AUTHSERVER_{name}: not a rate limit ({exc})") from exc
     if cfg.get("PASSWORD_HASH_CONCURRENCY") is not None and \
             int(cfg["PASSWORD_HASH_CONCURRENCY"]) < 1:
-        raise RuntimeError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
+        raise ConfigError("AUTHSERVER_PASSWORD_HASH_CONCURRENCY must be at least 1")
     reload_interval = float(cfg["KEYS_RELOAD_INTERVAL"])
     if not 0 < reload_interval < int(cfg["JWKS_CACHE_TTL"]):
         # Every node must publish a rotated key before any node signs with it.
-        raise RuntimeError("AUTHSERVER_KEYS_RELOAD_INTERVAL must be positive and below "
-                           "AUTHSERVER_JWKS_CACHE_TTL")
+        raise ConfigError("AUTHSERVER_KEYS_RELOAD_INTERVAL must be positive and below "
+                          "AUTHSERVER_JWKS_CACHE_TTL")
     if not {cfg["ACCESS_TOKEN_ALG"], cfg["ID_TOKEN_ALG"]} <= {"RS256", "ES256"}:
-        raise RuntimeError("signing algorithms must be RS256 or ES256")
+        raise ConfigError("signing algorithms must be RS256 or ES256")
     check_webauthn(cfg)
-    outbound.check_settings(cfg)
+    try:
+        outbound.check_settings(cfg)
+    except RuntimeError as exc:
+        raise ConfigError(str(exc)) from exc
 
 
 def check_webauthn(cfg) -> None:
@@ -330,7 +341,7 @@ def check_webauthn(cfg) -> None:
     host = (urlsplit(cfg["ISSUER"]).hostname or "").lower()
     rp_id = cfg["WEBAUTHN_RP_ID"]
     if host != rp_id and not host.endswith("." + rp_id):
-        raise RuntimeError(
+        raise ConfigError(
             f"AUTHSERVER_WEBAUTHN_RP_ID {rp_id!r} does not match the issuer's host {host!r}: it "
             "must be that host or a parent domain of it (behind a proxy, AUTHSERVER_ISSUER is "
             "the public URL users see)")

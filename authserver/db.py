@@ -1,9 +1,11 @@
-"""Column types shared by every model."""
+"""Column types and statements shared by every model."""
 from __future__ import annotations
 
 from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import DateTime, TypeDecorator
 
 
@@ -39,3 +41,12 @@ def delete_in_batches(session, model, condition, batch: int = 1000) -> int:
             synchronize_session=False))
         session.commit()
         total += len(ids)
+
+
+def insert_unless_present(session, model, index: list[str], **values) -> None:
+    """INSERT ... ON CONFLICT (index) DO NOTHING, in the session's transaction: the row exists
+    afterwards whichever of several concurrent requests created it (PostgreSQL and SQLite)."""
+    insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}[
+        session.get_bind().dialect.name]
+    session.execute(insert_fn(model).values(**values).on_conflict_do_nothing(
+        index_elements=index))

@@ -1,13 +1,18 @@
 """Limits on password checks: per typed name in the database, and per address, per network
 prefix and for the whole deployment in the rate-limit storage. See docs/limits.md.
 
-- Per typed name (normalised; names without an account alike), in `login_throttles`: every
-  attempt is claimed by one conditional UPDATE *before* the password is hashed, counting it
-  as a failure until it proves right; the claim that reaches LOGIN_MAX_FAILURES locks the
-  name with a delay that doubles each time. So N parallel tries in the instant a lock
-  expires evaluate at most one: the first claim locks again, the others find it locked
-  (PostgreSQL re-reads the row after waiting on the first claim's row lock; SQLite runs one
-  writer at a time).
+- Per typed name (normalised; names without an account alike), in `login_throttles`, a
+  small state machine. Every try first makes sure the name's row exists (INSERT ... ON
+  CONFLICT DO NOTHING) and claims itself with one conditional UPDATE (`locked_until` empty
+  or past), committed *before* the password is hashed; only a try whose claim succeeded is
+  evaluated. A claim counts as a failure until the password proves right; the claim that
+  reaches LOGIN_MAX_FAILURES locks the name with a delay that doubles each time. The right
+  password resets the count and ends the lock at the moment of its verdict, with an UPDATE
+  (never a DELETE): tries that began before that moment, racing it, stay refused; any try
+  that begins after is claimed afresh. So N parallel tries in the instant a lock expires
+  evaluate at most one: the first claim locks again and the others find it locked
+  (PostgreSQL re-reads the row after waiting on the first claim's row lock; SQLite runs
+  one writer at a time), whether that first one turns out wrong or right.
 - Per client address and per network prefix (/24 IPv4, /56 IPv6): failed password checks in
   a window; over either, the check is refused with a 429 before any hashing.
 - For the deployment: a budget of failed password checks (and busy answers) per window.
@@ -23,10 +28,10 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 
 from flask import current_app, has_request_context, request
-from sqlalchemy import delete, or_, update
-from sqlalchemy.exc import IntegrityError
+from sqlalchemy import case, literal, or_, select, update
 
-from .. import counters, security
+from .. import clock, counters, security
+from ..db import insert_unless_present
 from ..errors import AuthserverError, RetryLater
 from ..extensions import db
 from .models import LoginThrottle
@@ -111,22 +116,18 @@ def _key(login: str) -> str:
 
 
 def claim_attempt(login: str, now: datetime) -> None:
-    """Claim one password check for the typed name, counted as a failure until it proves
-    right (clear_failures); raise LoginThrottled while the name is locked. Commits, so
-    other processes see the claim before this one starts hashing."""
+    """Claim one password check for the typed name, begun at `now`, counted as a failure
+    until it proves right (clear_failures); raise LoginThrottled while the name is locked.
+    Commits, so other processes see the claim before this one starts hashing."""
     key = _key(login)
+    insert_unless_present(db.session, LoginThrottle, ["key_hash"], key_hash=key, failures=0,
+                          updated_at=now)
     failures = _bump(key, now)
     if failures is None:
-        try:
-            with db.session.begin_nested():
-                db.session.add(LoginThrottle(key_hash=key, failures=1, updated_at=now))
-            failures = 1
-        except IntegrityError:  # created by a concurrent claim, or locked
-            failures = _bump(key, now)
-    if failures is None:
-        row = db.session.get(LoginThrottle, key, populate_existing=True)
+        locked = db.session.scalar(select(LoginThrottle.locked_until)
+                                   .where(LoginThrottle.key_hash == key))
         db.session.commit()
-        wait = (row.locked_until - now).total_seconds() if row and row.locked_until else 1
+        wait = (locked - now).total_seconds() if locked else 1
         raise LoginThrottled(max(1, int(wait) + 1))
     over = failures - int(current_app.config["LOGIN_MAX_FAILURES"])
     if over >= 0:
@@ -154,7 +155,15 @@ def _delay(over: int) -> int:
 
 
 def clear_failures(login: str) -> None:
-    """The password was right: the name starts afresh (the caller commits). A statement, not
-    an ORM delete: a concurrent sign-in of the same name may have cleared it already."""
-    db.session.execute(delete(LoginThrottle).where(LoginThrottle.key_hash == _key(login))
+    """The password was right: the count starts afresh, and a lock the name holds ends now,
+    not before. A try that began earlier (raced this one, counted on the lock) is still
+    refused; the owner signing in again at once is not. An UPDATE of the row, never a
+    DELETE: a racing try must find the row, not create a fresh unlocked one. The caller
+    commits."""
+    now = clock.now()
+    col = LoginThrottle.locked_until
+    db.session.execute(update(LoginThrottle).where(LoginThrottle.key_hash == _key(login))
+                       .values(failures=0, updated_at=now,
+                               locked_until=case((col > now, literal(now, col.type)),
+                                                 else_=col))
                        .execution_options(synchronize_session=False))

@@ -11,9 +11,10 @@ from __future__ import annotations
 import logging
 
 import click
-from flask.cli import FlaskGroup
+from flask.cli import FlaskGroup, ScriptInfo
 
 from ..app import create_app
+from ..config import ConfigError
 
 _FLASK_ONLY = {"env_file", "app", "debug"}
 
@@ -31,6 +32,18 @@ class AuthserverGroup(FlaskGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return click.Group.parse_args(self, ctx, args)
+
+    def list_commands(self, ctx: click.Context) -> list[str]:
+        """As FlaskGroup's, but a refused setting (ConfigError) ends the help with its one
+        line and status 1, where FlaskGroup would print the traceback and go on. (A command
+        loads the app in get_command, which lets the click exception through already.)"""
+        try:
+            ctx.ensure_object(ScriptInfo).load_app()
+        except ConfigError:
+            raise
+        except Exception:  # noqa: BLE001 - FlaskGroup's own loading below reports it
+            pass
+        return super().list_commands(ctx)
 
 
 def _quiet_unless_verbose(ctx: click.Context, verbose: bool) -> None:

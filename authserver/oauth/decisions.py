@@ -19,8 +19,6 @@ from flask import request, url_for
 from .. import clock, security
 from ..accounts.models import BrowserSession, User
 from ..accounts.states import can_use_tokens
-from ..audit import security_event
-from ..extensions import db
 from . import services
 from .grants import new_authorization_code
 from .models import Client
@@ -120,8 +118,7 @@ def decide_authorize(bs: BrowserSession | None, consent: bool | None = None,
             return _refused(oauth_req, LoginRequiredError(redirect_uri=grant.redirect_uri))
         return _to_sign_in(params)
     if not services.has_licence(bs.user, client):
-        security_event("no_licence", user_id=bs.user.id, client_id=client.client_id)
-        db.session.commit()
+        services.refuse_without_licence(bs.user, client)
         if "none" in prompts:
             return _refused(oauth_req, AccessDeniedError(redirect_uri=grant.redirect_uri))
         return NoLicence(bs.user, client)
@@ -158,8 +155,7 @@ def decide_refresh(bs: BrowserSession | None, args) -> Decision:
         if args.get(name):
             params[name] = args.get(name)
     if not args.get("state"):
-        security_event("refresh_without_state", client_id=client.client_id)
-        db.session.commit()
+        services.note_refresh_without_state(client)
     if bs is not None and not can_use_tokens(bs.user):
         return _to_sign_in(params)
     return decide_authorize(bs, params=params)

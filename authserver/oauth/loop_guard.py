@@ -46,8 +46,9 @@ DOWN_EXT = "authserver.loop_store_down_until"
 
 
 def inspect(decision: Decision, bs: BrowserSession | None) -> Decision:
-    """The decision, or the loop page when this silent round trip closes a loop; `bs` is the
-    browser session the decision was made for."""
+    """The decision, or the loop page (recorded as a security event, by a service, before
+    it is rendered) when this silent round trip closes a loop; `bs` is the browser session
+    the decision was made for."""
     if not is_silent(decision) or not decision.client_id:
         return decision
     client_key = decision.client_id[:64]
@@ -67,7 +68,9 @@ def inspect(decision: Decision, bs: BrowserSession | None) -> Decision:
     reason = loop_reason(trips[:-1], trip)
     if reason is None:
         return decision
-    return LoopPage(decision.client_id, reason, cookies_blocked=browser is None)
+    loop = LoopPage(decision.client_id, reason, cookies_blocked=browser is None)
+    services.record_redirect_loop(loop.client_id, loop.reason, loop.cookies_blocked)
+    return loop
 
 
 def loop_reason(before: list[Trip], trip: Trip) -> str | None:

@@ -3,8 +3,6 @@ from __future__ import annotations
 
 from flask import redirect, render_template, url_for
 
-from ..audit import security_event
-from ..extensions import db
 from . import decisions as d
 from . import services
 from .forms import ConsentForm, RestartForm
@@ -41,9 +39,6 @@ def render(decision: d.Decision):
 
 def loop_page(decision: d.LoopPage):
     """SPEC section 7: a page (200, no redirect) that explains and offers a clean sign-in."""
-    security_event("redirect_loop", client_id=(decision.client_id or "")[:64],
-                   reason=decision.reason, cookies=not decision.cookies_blocked)
-    db.session.commit()
     client = services.query_client(decision.client_id)
     return render_template("errors/loop.html", client=client, form=RestartForm(),
                            reason=decision.reason,

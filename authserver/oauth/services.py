@@ -9,12 +9,11 @@ from urllib.parse import urlsplit
 from authlib.oauth2.rfc6749.util import scope_to_list
 from flask import current_app
 from sqlalchemy import func, insert, select, update
-from sqlalchemy.dialects.postgresql import insert as pg_insert
-from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 
 from .. import clock, security
 from ..accounts.models import User
 from ..audit import security_event
+from ..db import insert_unless_present
 from ..errors import AuthserverError
 from ..extensions import db
 from ..tokens import services as tokens
@@ -214,11 +213,8 @@ def claim_authorization_code(code: str, client: Client, access_jti: str | None =
 def record_session_client(session_id: int, client_id: str) -> None:
     """Remember that the client got tokens in this browser session (back-channel logout);
     in the caller's transaction, once per pair whatever the race."""
-    dialect = db.session.get_bind().dialect.name
-    insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}[dialect]
-    db.session.execute(insert_fn(SessionClient).values(
-        session_id=session_id, client_id=client_id, created_at=clock.now())
-        .on_conflict_do_nothing(index_elements=["session_id", "client_id"]))
+    insert_unless_present(db.session, SessionClient, ["session_id", "client_id"],
+                          session_id=session_id, client_id=client_id, created_at=clock.now())
 
 
 def nonce_used(client_id: str, nonce: str) -> bool:
@@ -250,6 +246,28 @@ def grant_consent(user: User, client: Client, scope: str) -> None:
     row.scope = " ".join(sorted(set(scope_to_list(row.scope) or []) |
                                 set(scope_to_list(scope) or [])))
     security_event("consent_granted", user_id=user.id, client_id=client.client_id, scope=scope)
+    db.session.commit()
+
+
+def refuse_without_licence(user: User, client: Client) -> None:
+    """/authorize for an app the account holds no licence for: recorded before the page (or
+    the access_denied redirect) is answered. Commits."""
+    security_event("no_licence", user_id=user.id, client_id=client.client_id)
+    db.session.commit()
+
+
+def note_refresh_without_state(client: Client) -> None:
+    """/refresh without `state` (the app cannot tie the answer to its request): recorded,
+    and the request goes on. Commits."""
+    security_event("refresh_without_state", client_id=client.client_id)
+    db.session.commit()
+
+
+def record_redirect_loop(client_id: str | None, reason: str, cookies_blocked: bool) -> None:
+    """The loop guard stopped a redirect loop (SPEC section 7): recorded when decided, before
+    the loop page is rendered. Commits."""
+    security_event("redirect_loop", client_id=(client_id or "")[:64], reason=reason,
+                   cookies=not cookies_blocked)
     db.session.commit()
 
 

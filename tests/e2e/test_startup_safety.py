@@ -28,14 +28,20 @@ def shipped_secret() -> str:
     return re.search(r"^AUTHSERVER_SECRET_KEY=(.*)$", text, re.MULTILINE).group(1).strip()
 
 
-def start(tmp_path, **env) -> subprocess.CompletedProcess:
-    """`authserver init` in a fresh process with a fresh instance folder."""
+def launch(tmp_path, argv: list[str], **env) -> subprocess.CompletedProcess:
+    """`argv` in a fresh process with a fresh instance folder."""
     clean = {k: v for k, v in os.environ.items()
-             if not k.startswith(("AUTHSERVER_", "MAIL_")) and k != "DATABASE_URL"}
+             if not k.startswith(("AUTHSERVER_", "MAIL_", "GUNICORN_"))
+             and k not in ("DATABASE_URL", "PROMETHEUS_MULTIPROC_DIR")}
     clean.update(AUTHSERVER_INSTANCE_PATH=str(tmp_path / "var" / "instance"),
                  AUTHSERVER_KEYS_DIR=str(tmp_path / "keys"), PYTHONPATH=str(ROOT), **env)
-    return subprocess.run(AUTHSERVER + ["init"], env=clean, capture_output=True, text=True,
-                          timeout=120, cwd=tmp_path)
+    return subprocess.run(argv, env=clean, capture_output=True, text=True, timeout=120,
+                          cwd=tmp_path)
+
+
+def start(tmp_path, **env) -> subprocess.CompletedProcess:
+    """`authserver init` in a fresh process with a fresh instance folder."""
+    return launch(tmp_path, AUTHSERVER + ["init"], **env)
 
 
 @pytest.mark.slow
@@ -51,6 +57,36 @@ def test_the_start_refuses_a_short_or_placeholder_like_secret(tmp_path, secret):
     result = start(tmp_path, AUTHSERVER_SECRET_KEY=secret)
     assert result.returncode != 0
     assert "AUTHSERVER_SECRET_KEY" in result.stderr + result.stdout
+
+
+SHORT = "AUTHSERVER_SECRET_KEY must be at least 32 characters"
+PLACEHOLDER = ("AUTHSERVER_SECRET_KEY is the placeholder from the example configuration: set "
+               "64 random characters (see docs/production.md)")
+# Every way the server or its commands start: the command line, its help, Flask's own
+# `flask run`, and gunicorn as deploy/authserver.service runs it.
+ENTRY_POINTS = {
+    "authserver init": AUTHSERVER + ["init"],
+    "authserver users list": AUTHSERVER + ["users", "list"],
+    "authserver (help)": AUTHSERVER,
+    "flask run": [sys.executable, "-m", "flask", "--app", "authserver", "run", "--port", "0"],
+    "gunicorn": [sys.executable, "-m", "gunicorn", "-c", str(ROOT / "deploy" / "gunicorn.conf.py"),
+                 "wsgi:app"],
+}
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", sorted(ENTRY_POINTS))
+@pytest.mark.parametrize("secret, message", [("x" * 31, SHORT), (None, PLACEHOLDER)],
+                         ids=["short", "placeholder"])
+def test_a_refused_secret_is_one_clear_line_without_a_traceback(tmp_path, entry, secret,
+                                                                message):
+    result = launch(tmp_path, ENTRY_POINTS[entry],
+                    AUTHSERVER_SECRET_KEY=secret or shipped_secret(),
+                    GUNICORN_BIND="127.0.0.1:0", GUNICORN_WORKERS="1")
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in result.stderr.splitlines() if message in line]
+    assert lines == [f"Error: {message}"], result.stderr
 
 
 @pytest.mark.slow

@@ -209,11 +209,6 @@ COMMIT_FUNCTIONS: dict[tuple[str, str], str] = {
     ("authserver.oauth.grants", "RefreshTokenGrant.save_token"): "Authlib save_ hook",
     ("authserver.oauth.endpoints", "RevocationEndpoint.revoke_token"): "Authlib RFC 7009 hook",
     ("authserver.oauth.logout", "log_out"): "the RP-initiated logout use case",
-    # Deciding an authorization request records what it decided (a code, the loop guard's
-    # counts) before the response exists; these commits should move into oauth/services.py.
-    ("authserver.oauth.decisions", "decide_authorize"): "to move into a service",
-    ("authserver.oauth.decisions", "decide_refresh"): "to move into a service",
-    ("authserver.oauth.responses", "loop_page"): "to move into a service",
 }
 # A function named like a lookup never commits, not even through a helper of its module.
 LOOKUP_PREFIXES = ("find_", "get_", "query_", "load_", "is_", "has_", "list_", "count_",
