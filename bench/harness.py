@@ -43,17 +43,32 @@ def log(msg: str) -> None:
 
 # --------------------------------------------------------------------------- processes
 
+GUNICORN_CONF = ROOT / "deploy" / "gunicorn.conf.py"
+
+
 @dataclass
 class GunicornSettings:
+    """Explicit -w/-k/--threads, or (conf set) the recommended `-c deploy/gunicorn.conf.py`,
+    whose workers and threads GUNICORN_WORKERS and GUNICORN_THREADS may override."""
     workers: int = 1
     worker_class: str = "gthread"
     threads: int = 4
+    conf: Path | None = None
 
     def args(self) -> list[str]:
+        if self.conf is not None:
+            return ["-c", str(self.conf)]
         args = ["-w", str(self.workers), "-k", self.worker_class]
         if self.worker_class == "gthread":
             args += ["--threads", str(self.threads)]
         return args
+
+    def describe(self) -> str:
+        if self.conf is not None:
+            return (f"gunicorn -c deploy/gunicorn.conf.py (GUNICORN_WORKERS="
+                    f"{os.environ.get('GUNICORN_WORKERS', 'cores')}, GUNICORN_THREADS="
+                    f"{os.environ.get('GUNICORN_THREADS', 'default')})")
+        return f"gunicorn {self.worker_class} {self.workers} workers × {self.threads} threads"
 
 
 class Server:

@@ -3,8 +3,10 @@
     .venv/bin/python bench/peer.py [--db sqlite,postgres] [--rounds 2] [--duration 5]
         [--tree PATH] [--label after]
 
-For each database: a fresh Authserver (bench/run.py's Stack: gunicorn gthread, 2 workers of
-4 threads, `authserver init`, the same two clients as run.py), the floor (bench/floor_app.py)
+For each database: a fresh Authserver (bench/run.py's Stack under the recommended
+`gunicorn -c deploy/gunicorn.conf.py`: one worker per core, 16 threads; GUNICORN_WORKERS and
+GUNICORN_THREADS in the environment override them for an experiment; `authserver init`, the
+same two clients as run.py), the floor (bench/floor_app.py, under the same gunicorn file)
 and node-oidc-provider (bench/node/peer.mjs under Node 22, installed into bench/node/
 node_modules on first use: gitignored) configured with the same client ids and secrets,
 RS256, JWT access tokens and rotating refresh tokens. Workloads, 16 connections each: POST
@@ -123,7 +125,7 @@ def rss_kib(pids: list[int]) -> list[int]:
 
 
 def run_db(db: str, args) -> dict:
-    settings = h.GunicornSettings(args.workers, "gthread", args.threads)
+    settings = h.GunicornSettings(conf=args.conf)
     workdir = Path(tempfile.mkdtemp(prefix=f"authserver-peer-{db}-"))
     stack = run.Stack(db, settings, h.free_port(), workdir)
     peer = None
@@ -217,8 +219,6 @@ def main() -> int:
     parser.add_argument("--rounds", type=int, default=2)
     parser.add_argument("--duration", type=float, default=5, help="seconds per run")
     parser.add_argument("--connections", type=int, default=16)
-    parser.add_argument("--workers", type=int, default=2)
-    parser.add_argument("--threads", type=int, default=4)
     parser.add_argument("--tree", type=Path, default=h.ROOT,
                         help="the Authserver checkout to measure (its wsgi.py, its package)")
     parser.add_argument("--label", default="this tree")
@@ -226,6 +226,9 @@ def main() -> int:
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups on kill
     tree = args.tree.resolve()
     h.ROOT = tree
+    # That tree's recommended serving settings (this tree's when it has none).
+    args.conf = next(p for p in (tree / "deploy" / "gunicorn.conf.py", h.GUNICORN_CONF)
+                     if p.exists())
     os.environ["PYTHONPATH"] = str(tree)  # gunicorn and the CLI import that tree's package
     h.ensure_wrk()
     ensure_node()
@@ -240,7 +243,7 @@ def main() -> int:
         (run.RESULTS / f"{name}.md").write_text(
             f"# Authserver, node-oidc-provider and the floor ({args.label})\n\n"
             f"{args.connections} connections, {args.rounds} rounds of {args.duration:g} s, "
-            f"gunicorn gthread {args.workers} workers × {args.threads} threads.\n\n" + text + "\n")
+            f"{h.GunicornSettings(conf=args.conf).describe()}.\n\n" + text + "\n")
     return 0
 
 

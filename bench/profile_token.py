@@ -31,6 +31,7 @@ from authserver import create_app  # noqa: E402
 from authserver.extensions import db  # noqa: E402
 from authserver.schema import init_schema  # noqa: E402
 from authserver.tokens.keyfiles import write_key_set  # noqa: E402
+from authserver.tokens.keyring import start_app  # noqa: E402
 from authserver.tokens.keyset import new_key_set  # noqa: E402
 
 
@@ -42,6 +43,7 @@ def build(db_url: str | None):
     settings["TESTING"] = False  # the hooks a server runs (not the test shortcuts)
     app = create_app(settings)
     init_schema(app)
+    start_app(app)  # as wsgi.py: the key set adopted before the first request
     make_user(app, "benchuser")
     return app
 

@@ -10,11 +10,14 @@ one address). See docs/limits.md.
   telling a misconfigured client to back off; the right secret still works, so nobody who
   only knows a client_id can lock the client out.
 - Per client (RATELIMIT_TOKEN_PER_CLIENT, off by default): a quota of authenticated requests.
+- Per address, every /token request (RATELIMIT_TOKEN, off by default): counted here rather
+  than by a Flask-Limiter decorator, so a /token request with the limit off evaluates nothing.
 """
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
 from authlib.oauth2.rfc6749.util import extract_basic_authorization
+from flask import current_app
 
 from .. import counters
 from ..accounts.throttle import client_address
@@ -22,6 +25,7 @@ from ..accounts.throttle import client_address
 FAILURES_ADDRESS = "RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS"
 FAILURES_CLIENT = "RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT"
 PER_CLIENT = "RATELIMIT_TOKEN_PER_CLIENT"
+EVERY_REQUEST = "RATELIMIT_TOKEN"
 
 
 class SlowDown(OAuth2Error):
@@ -38,12 +42,20 @@ class SlowDown(OAuth2Error):
         return [*super().get_headers(), ("Retry-After", str(self.retry_after))]
 
 
-def check_address() -> None:
-    """Raise SlowDown while this address is over its failed-authentication limit."""
-    wait = counters.retry_after(FAILURES_ADDRESS, client_address())
+def check_address(endpoint: str) -> None:
+    """Raise SlowDown while this address is over its failed-authentication limit, or, at the
+    token endpoint, over RATELIMIT_TOKEN (which counts every request)."""
+    address = client_address()
+    wait = counters.retry_after(FAILURES_ADDRESS, address)
     if wait:
         raise SlowDown(wait, "Too many failed client authentications from this address. "
                              "Wait and try again.")
+    if endpoint == "token" and current_app.config.get(EVERY_REQUEST):
+        wait = counters.retry_after(EVERY_REQUEST, address)
+        if wait:
+            raise SlowDown(wait, "Too many token requests from this address. "
+                                 "Wait and try again.")
+        counters.hit(EVERY_REQUEST, address)
 
 
 def record_failure(request) -> None:

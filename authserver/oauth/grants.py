@@ -2,7 +2,7 @@
 from __future__ import annotations
 
 from authlib.oauth2.rfc6749 import grants
-from authlib.oauth2.rfc6749.errors import InvalidGrantError, InvalidRequestError
+from authlib.oauth2.rfc6749.errors import InvalidRequestError
 from authlib.oauth2.rfc7636 import CodeChallenge
 from authlib.oidc.core import UserInfo
 from authlib.oidc.core.grants import OpenIDCode as _OpenIDCode
@@ -40,10 +40,13 @@ class SessionBoundTokens:
     """Access tokens name the browser session they were issued in (liveness.SESSION_CLAIM),
     so they die with it; Authlib's generate_token has no way to pass extra claims."""
 
+    new_refresh_token: str | None = None  # drawn before it is stored (the refresh grant)
+
     def generate_token(self, user=None, scope=None, grant_type=None, expires_in=None,
                        include_refresh_token=True):
         return ACCESS_TOKENS(grant_type or self.GRANT_TYPE, self.request.client, user, scope,
-                             expires_in, include_refresh_token, self.access_token_claims())
+                             expires_in, include_refresh_token, self.access_token_claims(),
+                             refresh_token=self.new_refresh_token)
 
     def access_token_claims(self) -> dict:
         raise NotImplementedError
@@ -111,35 +114,35 @@ class AuthorizationCodeGrant(SessionBoundTokens, grants.AuthorizationCodeGrant):
 
 
 class RefreshTokenGrant(SessionBoundTokens, grants.RefreshTokenGrant):
+    """Rotation in one statement (tokens.services.exchange_refresh_token): the presented
+    token is rotated and its successor stored and committed while Authlib authenticates it,
+    then the access token is signed. Authlib's order (validate, issue, save, revoke) and its
+    checks are kept; tests/unit/oauth/test_authlib_pin.py fails if upstream changes them."""
+
     TOKEN_ENDPOINT_AUTH_METHODS = AUTH_METHODS
     INCLUDE_NEW_REFRESH_TOKEN = True
 
     def authenticate_refresh_token(self, refresh_token):
         """A live token (tokens.liveness: session, user state, licence) of the authenticated
-        client, never of a client_id in the body."""
-        return tokens.usable_refresh_token(refresh_token, self.request.client)
+        client, never of a client_id in the body, rotated; the requested scope is checked
+        (Authlib's rule, RFC 6749 section 6) before the rotation commits."""
+        self.new_refresh_token = security.random_token(32)
+        return tokens.exchange_refresh_token(refresh_token, self.request.client,
+                                             self.new_refresh_token,
+                                             accept=self._validate_token_scope)
 
     def authenticate_user(self, refresh_token):
-        """The user loaded with the token, found active by usable_refresh_token."""
+        """The user read with the token, found active by the liveness rule."""
         return refresh_token.user
 
     def access_token_claims(self) -> dict:
         return session_claim(self.request.refresh_token.session_id)
 
-    def revoke_old_credential(self, refresh_token):
-        """Rotation happens atomically in save_token."""
-
     def save_token(self, token):
-        """Rotate the old token, then store the new one, in one short transaction: the new
-        access token is already signed, so no write lock waits on the signature."""
-        old = self.request.refresh_token
-        if not tokens.rotate_refresh_token(old):
-            raise InvalidGrantError()
-        tokens.store_refresh_token(
-            token["refresh_token"], client_id=old.client_id, user_id=old.user_id, scope=old.scope,
-            session_id=old.session_id, auth_time=old.auth_time, amr=old.amr,
-            family_id=old.family_id, family_expires_at=old.family_expires_at)
-        db.session.commit()
+        """Stored with the rotation (authenticate_refresh_token)."""
+
+    def revoke_old_credential(self, refresh_token):
+        """Rotated with the successor's insertion (authenticate_refresh_token)."""
 
 
 class ClientCredentialsGrant(grants.ClientCredentialsGrant):

@@ -31,7 +31,7 @@ class AuthorizationServer(_FlaskServer):
     def authenticate_client(self, request, methods, endpoint="token"):
         """Authlib's client authentication for every endpoint, inside the limits on failed
         client authentication (client_limits.py)."""
-        client_limits.check_address()
+        client_limits.check_address(endpoint)
         try:
             client = super().authenticate_client(request, methods, endpoint)
         except InvalidClientError:

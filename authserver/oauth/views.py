@@ -2,10 +2,9 @@
 from __future__ import annotations
 
 from authlib.oauth2 import OAuth2Error
-from flask import Blueprint, current_app, jsonify, redirect, render_template, request
+from flask import Blueprint, jsonify, redirect, render_template, request
 
 from ..accounts import login_flow
-from ..extensions import limiter
 from . import bearer, decisions, loop_guard, responses
 from .claims import userinfo_for
 from .forms import ConsentForm, LogoutForm
@@ -38,8 +37,8 @@ def refresh():
 
 
 @bp.post("/token")
-@limiter.limit(lambda: current_app.config["RATELIMIT_TOKEN"])
 def token():
+    """RFC 6749 section 3.2; its limits are oauth/client_limits.py's (no Flask-Limiter)."""
     return current_server().create_token_response()
 
 

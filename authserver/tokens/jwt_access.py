@@ -29,7 +29,7 @@ class AccessTokenGenerator:
     """
 
     def __call__(self, grant_type, client, user=None, scope=None, expires_in=None,
-                 include_refresh_token=True, extra_claims=None):
+                 include_refresh_token=True, extra_claims=None, refresh_token=None):
         expires_in = expires_in or access_token_ttl(client, grant_type)
         if scope:
             # RFC 6749 section 3.3: never more than the client is registered for. Authlib's
@@ -44,7 +44,7 @@ class AccessTokenGenerator:
         if scope:
             token["scope"] = scope
         if include_refresh_token:
-            token["refresh_token"] = security.random_token(32)
+            token["refresh_token"] = refresh_token or security.random_token(32)
         return token
 
 

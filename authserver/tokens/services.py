@@ -6,6 +6,7 @@ rotates the refresh token; a rotated token presented again revokes its whole fam
 from __future__ import annotations
 
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 
 from flask import current_app
@@ -19,7 +20,9 @@ from ..audit import security_event
 from ..db import delete_in_batches
 from ..extensions import db
 from .liveness import Liveness, Verdict, is_jti_revoked, refresh_token_liveness
+from . import rotation
 from .models import RefreshToken, RevokedAccessToken
+from .rotation import RotatedToken
 
 
 def hash_refresh_token(raw: str) -> str:
@@ -69,6 +72,61 @@ def usable_refresh_token(raw: str, client) -> RefreshToken | None:
     if life.verdict is Verdict.ROTATED:
         _reused(row, clock.now())
     return row if life.alive else None
+
+
+def exchange_refresh_token(raw: str, client, new_raw: str,
+                           accept: Callable[[RotatedToken], None] | None = None
+                           ) -> RotatedToken | None:
+    """The refresh grant's write (RFC 6749 section 6): rotate a usable token of `client` and
+    store its successor `new_raw` in its family, committed; None when the token is not
+    usable (what that verdict records, e.g. reuse revoking the family, is recorded).
+
+    One statement on the hot path (rotation.rotate_and_store); its row then faces the one
+    liveness rule (tokens.liveness) and `accept` (the grant's scope check), which may raise:
+    either refusal rolls the write back, so a refused refresh spends nothing. When the
+    statement finds nothing (unknown, rotated, revoked), the slower path decides: reuse,
+    or a loser inside REFRESH_REUSE_GRACE that still gets a successor.
+
+    Committed before the new access token is signed, so no lock is held during a signature
+    (SQLite has one writer). Should the signature then fail, the client never sees the
+    successor, as when a response is lost on the way: its next refresh is reuse.
+    """
+    if not raw or not isinstance(raw, str) or len(raw) > 512 or client is None:
+        return None
+    now = clock.now()
+    found = rotation.rotate_and_store(
+        db.session.connection(), old_hash=hash_refresh_token(raw), client_id=client.client_id,
+        new_hash=hash_refresh_token(new_raw), now=now)
+    if found is None or not refresh_token_liveness(found, client, now=now, rotated_ok=False):
+        db.session.rollback()
+        found = _exchange_slowly(raw, client, new_raw)
+        if found is None:
+            return None
+    _accept_or_roll_back(found, accept)
+    db.session.commit()
+    return found
+
+
+def _exchange_slowly(raw: str, client, new_raw: str) -> RotatedToken | None:
+    """Why the statement found nothing usable, recorded (usable_refresh_token); a loser inside
+    the grace period gets a successor in the family. Not committed."""
+    row = usable_refresh_token(raw, client)
+    if row is None or not rotate_refresh_token(row):
+        return None
+    store_refresh_token(new_raw, client_id=row.client_id, user_id=row.user_id, scope=row.scope,
+                        session_id=row.session_id, auth_time=row.auth_time, amr=row.amr,
+                        family_id=row.family_id, family_expires_at=row.family_expires_at)
+    return rotation.from_row(row)
+
+
+def _accept_or_roll_back(found: RotatedToken, accept) -> None:
+    if accept is None:
+        return
+    try:
+        accept(found)
+    except Exception:
+        db.session.rollback()
+        raise
 
 
 def rotate_refresh_token(row: RefreshToken) -> bool:
