@@ -41,9 +41,16 @@ def count_event(name: str) -> None:
     EVENTS.labels(name=name).inc()
 
 
+GRANT_LABELS = ("authorization_code", "refresh_token", "client_credentials", "other")
+_TOKEN_CHILDREN: dict = {}  # grant label -> its child, looked up once per process
+
+
 def count_token(grant_type: str) -> None:
-    TOKENS.labels(grant_type=grant_type if grant_type in (
-        "authorization_code", "refresh_token", "client_credentials") else "other").inc()
+    label = grant_type if grant_type in GRANT_LABELS else "other"
+    child = _TOKEN_CHILDREN.get(label)
+    if child is None:
+        child = _TOKEN_CHILDREN[label] = TOKENS.labels(grant_type=label)
+    child.inc()
 
 
 def init_request_metrics(app: Flask) -> None:

@@ -448,8 +448,12 @@ def browser_login(base: str, username: str, password: str, query: dict) -> tuple
     status, hdrs, body = request("GET", login_url, headers={"Cookie": f"{SESSION_COOKIE}={cookie}"})
     cookie = cookie_from(hdrs) or cookie
     data = form({"csrf_token": csrf_from(body), "username": username, "password": password})
-    status, hdrs, body = request("POST", f"{base}/login", body=data,
-                                 headers={**FORM, "Cookie": f"{SESSION_COOKIE}={cookie}"})
+    for _ in range(20):  # "Busy, try again" (503: the hashing slots), as a person would
+        status, hdrs, body = request("POST", f"{base}/login", body=data,
+                                     headers={**FORM, "Cookie": f"{SESSION_COOKIE}={cookie}"})
+        if status != 503:
+            break
+        time.sleep(min(float(hdrs.get("retry-after", 1)), 2.0))
     if status not in (302, 303):
         raise RuntimeError(f"login answered {status}: {body[:300]!r}")
     cookie = cookie_from(hdrs) or cookie
