@@ -134,6 +134,13 @@ def _init_favicon(app: Flask) -> None:
 NO_COOKIE_SESSION_PATHS = frozenset({"/token", "/revoke", "/introspect", "/userinfo"})
 
 
+@limiter.request_filter
+def _app_endpoint() -> bool:
+    """Flask-Limiter has no limit on these paths (their limits are oauth/client_limits.py's):
+    it skips its per-request evaluation there. Registered once, on the unbound extension."""
+    return request.path in NO_COOKIE_SESSION_PATHS
+
+
 class _SessionInterface(SecureCookieSessionInterface):
     """Flask's signed-cookie session, skipped on NO_COOKIE_SESSION_PATHS (a null session:
     nothing parsed, nothing signed, no `Vary: Cookie`) and with its serializer built once."""

@@ -225,7 +225,12 @@ def _preflight() -> Response | None:
 def _expose(resp: Response) -> Response:
     if request.path not in METHODS:
         return resp
-    resp.vary.add("Origin")
+    # The header itself, not resp.vary (a parsed HeaderSet, rebuilt on every token answer).
+    vary = resp.headers.get("Vary")
+    if not vary:
+        resp.headers["Vary"] = "Origin"
+    elif "origin" not in vary.lower():
+        resp.headers["Vary"] = f"{vary}, Origin"
     origin = request.headers.get("Origin")
     if origin and request.method != "OPTIONS":
         cors: Cors = current_app.extensions["authserver.cors"]
