@@ -170,6 +170,8 @@ def release_session(_exc: BaseException | None = None) -> None:
     closing it fails; the connection is then discarded (invalidated) instead, so a response
     already made is sent rather than turned into a 500 by the cleanup.
     """
+    if not db.session.registry.has():
+        return  # this request never opened a session (client_credentials): nothing to end
     try:
         db.session.close()
     except DBAPIError:
