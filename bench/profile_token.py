@@ -41,6 +41,7 @@ def build(db_url: str | None):
     write_key_set(f"{root}/keys", new_key_set(datetime.now(timezone.utc)))  # as tests/conftest.py
     settings = base_settings(root, f"{root}/keys", db_url or f"sqlite:///{root}/a.db")
     settings["TESTING"] = False  # the hooks a server runs (not the test shortcuts)
+    settings.pop("SQLALCHEMY_ENGINE_OPTIONS", None)  # a pool, as a server has (tests use none)
     app = create_app(settings)
     init_schema(app)
     start_app(app)  # as wsgi.py: the key set adopted before the first request
