@@ -24,41 +24,27 @@ import cProfile
 import pstats
 import random
 import sys
-import tempfile
 import time
-from datetime import datetime, timezone
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT / "tests"))
 
-from sqlalchemy import event  # noqa: E402
-from support import PASSWORD, base_settings, csrf_from, make_user  # noqa: E402
+from support import PASSWORD, csrf_from  # noqa: E402
 
-from authserver import create_app  # noqa: E402
 from authserver.config import Defaults  # noqa: E402
-from authserver.extensions import db  # noqa: E402
-from authserver.schema import init_schema  # noqa: E402
-from authserver.tokens.keyfiles import write_key_set  # noqa: E402
-from authserver.tokens.keyset import new_key_set  # noqa: E402
+
+import profile_token  # noqa: E402  (bench/, this script's own folder)
 
 
 def build(db_url: str | None, hash_cost: str):
-    root = tempfile.mkdtemp(prefix="authserver-profile-")
-    Path(f"{root}/keys").mkdir()
-    write_key_set(f"{root}/keys", new_key_set(datetime.now(timezone.utc)))  # as tests/conftest.py
-    settings = base_settings(root, f"{root}/keys", db_url or f"sqlite:///{root}/a.db")
-    settings.update({"TESTING": False,  # the hooks a server runs (not the test shortcuts)
-                     "RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "memory://",
-                     "RATELIMIT_LOGIN_FAILURES_GLOBAL": "1000000 per minute",
-                     "PROXY_FIX_X_FOR": 1})  # the address comes from X-Forwarded-For
+    extra = {"RATELIMIT_ENABLED": True, "RATELIMIT_STORAGE_URI": "memory://",
+             "RATELIMIT_LOGIN_FAILURES_GLOBAL": "1000000 per minute",
+             "PROXY_FIX_X_FOR": 1}  # the address comes from X-Forwarded-For
     if hash_cost == "default":
         for name in ("TIME_COST", "MEMORY_COST", "PARALLELISM"):
-            settings[f"PASSWORD_HASH_{name}"] = getattr(Defaults, f"PASSWORD_HASH_{name}")
-    app = create_app(settings)
-    init_schema(app)
-    make_user(app, "benchuser")
-    return app
+            extra[f"PASSWORD_HASH_{name}"] = getattr(Defaults, f"PASSWORD_HASH_{name}")
+    return profile_token.build(db_url, **extra)
 
 
 class SignIns:
@@ -107,12 +93,7 @@ def main() -> int:
         send = SignIns(app, "", "wrong password")
     for _ in range(30):
         send()
-    statements = []
-    with app.app_context():
-        listen = lambda *a: statements.append(a[2])  # noqa: E731 - (conn, cursor, statement, ...)
-        event.listen(db.engine, "before_cursor_execute", listen)
-        send()
-        event.remove(db.engine, "before_cursor_execute", listen)
+    statements = profile_token.statements_of(app, send)
     send.cpu = dict.fromkeys(send.cpu, 0.0)
     for _ in range(args.n):
         send()

@@ -35,18 +35,32 @@ from authserver.tokens.keyring import start_app  # noqa: E402
 from authserver.tokens.keyset import new_key_set  # noqa: E402
 
 
-def build(db_url: str | None):
+def build(db_url: str | None, **extra):
+    """A fresh app as a server runs it (hooks, a pool, the key set adopted), with `extra`
+    settings on top, and one user, `benchuser`."""
     root = tempfile.mkdtemp(prefix="authserver-profile-")
     Path(f"{root}/keys").mkdir()
     write_key_set(f"{root}/keys", new_key_set(datetime.now(timezone.utc)))  # as tests/conftest.py
     settings = base_settings(root, f"{root}/keys", db_url or f"sqlite:///{root}/a.db")
     settings["TESTING"] = False  # the hooks a server runs (not the test shortcuts)
     settings.pop("SQLALCHEMY_ENGINE_OPTIONS", None)  # a pool, as a server has (tests use none)
+    settings.update(extra)
     app = create_app(settings)
     init_schema(app)
     start_app(app)  # as wsgi.py: the key set adopted before the first request
     make_user(app, "benchuser")
     return app
+
+
+def statements_of(app, send) -> list[str]:
+    """The SQL statements one call of `send` runs."""
+    statements = []
+    with app.app_context():
+        listen = lambda *a: statements.append(a[2])  # noqa: E731 - (conn, cursor, statement, ...)
+        event.listen(db.engine, "before_cursor_execute", listen)
+        send()
+        event.remove(db.engine, "before_cursor_execute", listen)
+    return statements
 
 
 def requester(app, scenario: str):
@@ -87,12 +101,7 @@ def main() -> int:
     send = requester(app, args.scenario)
     for _ in range(50):
         assert send().status_code == 200
-    statements = []
-    with app.app_context():
-        listen = lambda *a: statements.append(a[2])  # noqa: E731 - (conn, cursor, statement, ...)
-        event.listen(db.engine, "before_cursor_execute", listen)
-        send()
-        event.remove(db.engine, "before_cursor_execute", listen)
+    statements = statements_of(app, send)
     started = time.process_time()
     for _ in range(args.n):
         send()

@@ -162,6 +162,14 @@ def pkce_pair() -> tuple[str, str]:
 CSRF_RE = re.compile(r'name="csrf_token" type="hidden" value="([^"]+)"')
 
 
+def assert_medians_alike(medians: dict[str, float]) -> None:
+    """SPEC 7's enumeration rule: median times (ms) within 30 % or 25 ms of each other,
+    whichever is wider, for every pair of kinds of account."""
+    for a, ma in medians.items():
+        for b, mb in medians.items():
+            assert abs(ma - mb) <= max(25.0, 0.3 * max(ma, mb)), (a, b, medians)
+
+
 def csrf_from(html: str) -> str:
     match = CSRF_RE.search(html)
     assert match, "page has no csrf_token"

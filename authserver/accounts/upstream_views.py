@@ -69,30 +69,35 @@ def start(name):
     return _go_upstream(upstream, next_url=session.get("next"))
 
 
+def _account_form(name):
+    """A form on /account about upstream NAME: (browser session, upstream, None), or a
+    refusal as the third item (signed out, unknown upstream, expired form)."""
+    bs = login_flow.current_session()
+    if bs is None:
+        return None, None, redirect(url_for("accounts.login"), 303)
+    upstream = upstreams.find(name)
+    if upstream is None:
+        return bs, None, _unknown()
+    if not ConfirmForm().validate_on_submit():
+        return bs, upstream, _failed(upstream, "This form has expired. Reload the page and try "
+                                               "again.")
+    return bs, upstream, None
+
+
 @bp.post("/account/upstream/<name>/connect")
 def connect(name):
     """*Connect LABEL*: the signed-in user goes to the upstream to prove the identity."""
-    bs = login_flow.current_session()
-    if bs is None:
-        return redirect(url_for("accounts.login"), 303)
-    upstream = upstreams.find(name)
-    if upstream is None:
-        return _unknown()
-    if not ConfirmForm().validate_on_submit():
-        return _failed(upstream, "This form has expired. Reload the page and try again.")
+    bs, upstream, refused = _account_form(name)
+    if refused:
+        return refused
     return _go_upstream(upstream, purpose="connect", user_id=bs.user.id)
 
 
 @bp.post("/account/upstream/<name>/disconnect")
 def disconnect(name):
-    bs = login_flow.current_session()
-    if bs is None:
-        return redirect(url_for("accounts.login"), 303)
-    upstream = upstreams.find(name)
-    if upstream is None:
-        return _unknown()
-    if not ConfirmForm().validate_on_submit():
-        return _failed(upstream, "This form has expired. Reload the page and try again.")
+    bs, upstream, refused = _account_form(name)
+    if refused:
+        return refused
     try:
         upstreams.unlink(bs.user, upstream, actor_id=bs.user.id)
     except upstreams.UpstreamInvalid as exc:

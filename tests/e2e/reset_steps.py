@@ -13,6 +13,9 @@ from authserver.mail.models import OutboxMessage
 from support import csrf_from
 
 NEW_PASSWORD = "a brand new passphrase"
+# What the confirm page says about a code (SPEC 2); one copy for every test that reads it.
+NOT_VALID = "This code is not valid. Check it, or ask for a new one."
+DEAD = "Too many wrong tries on this code. Ask for a new code."
 CODE_LINE = re.compile(r"^(\d{6})$", re.MULTILINE)
 
 

@@ -9,11 +9,9 @@ import pytest
 from authserver import security
 from authserver.accounts.states import AccountState
 from support import PASSWORD, AuthActions, make_user
-from reset_steps import (NEW_PASSWORD, ResetActions, errors, flashes, goes_to_confirm,
-                         last_code, queued)
+from reset_steps import (DEAD, NEW_PASSWORD, NOT_VALID, ResetActions, errors, flashes,
+                         goes_to_confirm, last_code, queued)
 
-NOT_VALID = "This code is not valid. Check it, or ask for a new one."
-DEAD = "Too many wrong tries on this code. Ask for a new code."
 RESENT = "We sent a new code. It replaces the one before."
 
 

@@ -10,7 +10,7 @@ from urllib.parse import quote, quote_plus
 import pytest
 
 from authserver.accounts.states import AccountState
-from support import csrf_from, make_user
+from support import assert_medians_alike, csrf_from, make_user
 from reset_steps import ResetActions, deliver, last_code
 from smtp_sink import parts, smtp_server, start_smtp  # noqa: F401  (fixtures)
 
@@ -162,7 +162,4 @@ def test_send_code_takes_comparable_time_for_every_kind_of_account(app, capsys):
     with capsys.disabled():
         print("\n/forgot-password median ms over 15: " +
               ", ".join(f"{kind} {ms:.2f}" for kind, ms in medians.items()))
-    for a in KINDS:
-        for b in KINDS:
-            wider = max(25.0, 0.3 * max(medians[a], medians[b]))
-            assert abs(medians[a] - medians[b]) <= wider, (a, b, medians)
+    assert_medians_alike(medians)

@@ -8,10 +8,8 @@ from datetime import timedelta
 import pytest
 
 from support import make_user
-from reset_steps import ResetActions, errors, goes_to_confirm, last_code, queued
+from reset_steps import NOT_VALID, ResetActions, errors, goes_to_confirm, last_code, queued
 
-NOT_VALID = "This code is not valid. Check it, or ask for a new one."
-DEAD = "Too many wrong tries on this code. Ask for a new code."
 
 
 @pytest.fixture

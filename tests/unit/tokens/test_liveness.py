@@ -8,7 +8,6 @@ import pytest
 from sqlalchemy import select
 
 from authserver import clock
-from authserver.accounts import services as accounts
 from authserver.accounts import sessions
 from authserver.accounts.models import Licence, User
 from authserver.extensions import db
@@ -20,16 +19,6 @@ from authserver.tokens.models import RefreshToken
 from support import make_user
 
 FREE = SimpleNamespace(id=None, client_id="client-a", requires_licence=False)
-
-
-@pytest.fixture
-def alice(frozen, app, ctx):
-    return db.session.get(User, make_user(app))
-
-
-@pytest.fixture
-def bs(alice):
-    return accounts.start_session(alice, ["pwd"])[1]
 
 
 @pytest.fixture

@@ -10,31 +10,14 @@ from authlib.oauth2.rfc6749.errors import InvalidScopeError
 from sqlalchemy import select
 
 from authserver import clock
-from authserver.accounts import services as accounts
 from authserver.accounts import sessions
-from authserver.accounts.models import Licence, User
+from authserver.accounts.models import Licence
 from authserver.audit import SecurityEvent
 from authserver.extensions import db
 from authserver.oauth import services as oauth
 from authserver.tokens import liveness
 from authserver.tokens import services as tokens
 from authserver.tokens.models import RefreshToken
-from support import make_user
-
-
-@pytest.fixture
-def alice(frozen, app, ctx):
-    return db.session.get(User, make_user(app))
-
-
-@pytest.fixture
-def bs(alice):
-    return accounts.start_session(alice, ["pwd"])[1]
-
-
-@pytest.fixture
-def rp(ctx):
-    return oauth.create_client("App", ["http://127.0.0.1/cb"])[0]
 
 
 def issue(bs, client, raw="r1", expires_at=None) -> None:
