@@ -120,8 +120,8 @@ def test_a_passkey_as_the_second_step_after_the_password(page, issuer, alice):
     sign_in(page, username, password)
     add_passkey(page, issuer, "Security key")
     sign_out(page, issuer)
+    presence(cdp, auth_id, False)  # no autofill sign-in here: set before the page asks
     page.goto(f"{issuer.url}/login")
-    presence(cdp, auth_id, False)  # no autofill sign-in here
     sign_in(page, username, password)
     page.wait_for_url(at(issuer.url, "/login/mfa"))
     presence(cdp, auth_id, True)
