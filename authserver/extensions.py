@@ -7,6 +7,8 @@ from flask_sqlalchemy import SQLAlchemy
 from flask_wtf.csrf import CSRFProtect
 from sqlalchemy.orm import DeclarativeBase
 
+from . import memory_limits  # noqa: F401  (memory:// for the limits: swept once a second)
+
 
 class Base(DeclarativeBase):
     pass

@@ -12,7 +12,7 @@ PACKAGE = Path(__file__).resolve().parents[2] / "authserver"
 LAYERS = {
     **dict.fromkeys(["config", "extensions", "clock", "db", "security", "audit", "errors",
                      "urls", "health", "schema", "outbound", "sealing", "counters",
-                     "sqlite_writes"], 1),
+                     "sqlite_writes", "memory_limits"], 1),
     # Not in STYLE.md's list: metrics and log plumbing with no authserver imports, used by
     # audit (layer 1), so it sits in layer 1 too.
     "observability": 1,

@@ -1,5 +1,9 @@
 """The hashing cost is a setting: new hashes, the dummy hash for unknown names and the
 upgrade of old hashes at sign-in all follow it."""
+import pytest
+from argon2 import PasswordHasher, Type
+from argon2.exceptions import VerifyMismatchError
+
 from authserver import create_app, security
 from authserver.accounts.services import find_by_login
 from authserver.config import Defaults
@@ -57,3 +61,40 @@ def test_the_dummy_hash_for_unknown_names_is_made_at_the_current_cost(app, setti
         assert "$m=2048,t=2,p=1$" in security._dummy_hash(security._current_hasher())
     with app.app_context():
         assert "$m=1024,t=1,p=1$" in security._dummy_hash(security._current_hasher())
+
+
+def test_libsodium_and_argon2_cffi_read_each_others_hashes():
+    """security.Argon2id hashes with libsodium at p=1: argon2-cffi (an earlier version of
+    Authserver, another tool) verifies what it writes, and it verifies what they wrote."""
+    ours = security.Argon2id(time_cost=2, memory_cost=2048, parallelism=1)
+    theirs = PasswordHasher(time_cost=2, memory_cost=2048, parallelism=1, type=Type.ID)
+    made_by_us, made_by_them = ours.hash("correct horse"), theirs.hash("correct horse")
+    assert made_by_us.startswith("$argon2id$v=19$m=2048,t=2,p=1$")
+    assert made_by_us != ours.hash("correct horse")  # a fresh salt each time
+    for stored in (made_by_us, made_by_them):
+        assert ours.verify(stored, "correct horse") and theirs.verify(stored, "correct horse")
+        for hasher in (ours, theirs):
+            with pytest.raises(VerifyMismatchError):
+                hasher.verify(stored, "correct horsE")
+        assert not ours.check_needs_rehash(stored)
+
+
+def test_more_than_one_lane_and_old_hashes_still_work():
+    """libsodium writes one lane only: a setting of p=4 hashes with argon2-cffi; a p=4 hash
+    (the first releases' default) verifies and is due for an upgrade at p=1."""
+    wide = security.Argon2id(time_cost=1, memory_cost=4096, parallelism=4)
+    stored = wide.hash("pw")
+    assert "$m=4096,t=1,p=4$" in stored and wide.verify(stored, "pw")
+    narrow = security.Argon2id(time_cost=1, memory_cost=4096, parallelism=1)
+    assert narrow.verify(stored, "pw") and narrow.check_needs_rehash(stored)
+    with pytest.raises(VerifyMismatchError):
+        narrow.verify(stored, "not pw")
+
+
+@pytest.mark.parametrize("stored", ["", "$argon2id$", "$argon2id$v=19$m=7168,t=5,p=1$AAAA$BBBB",
+                                    "$argon2i$v=19$m=7168,t=5,p=1$c2FsdHNhbHQ$aGFzaA",
+                                    "$argon2id$" + "x" * 500, "$argon2id$v=19$m=7168,t=5,p=1$é$é",
+                                    "pbkdf2_sha256$1$salt$hash"])
+def test_a_damaged_stored_hash_is_a_failed_check_not_an_error(app, stored):
+    with app.app_context():
+        assert security.verify_password(stored, "pw") is False
