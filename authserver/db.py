@@ -46,7 +46,13 @@ def delete_in_batches(session, model, condition, batch: int = 1000) -> int:
 def insert_unless_present(session, model, index: list[str], **values) -> None:
     """INSERT ... ON CONFLICT (index) DO NOTHING, in the session's transaction: the row exists
     afterwards whichever of several concurrent requests created it (PostgreSQL and SQLite)."""
+    session.execute(dialect_insert(session, model).values(**values).on_conflict_do_nothing(
+        index_elements=index))
+
+
+def dialect_insert(session, model):
+    """INSERT for the session's database (PostgreSQL or SQLite), with their shared ON CONFLICT
+    DO NOTHING / DO UPDATE ... WHERE clauses."""
     insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}[
         session.get_bind().dialect.name]
-    session.execute(insert_fn(model).values(**values).on_conflict_do_nothing(
-        index_elements=index))
+    return insert_fn(model)

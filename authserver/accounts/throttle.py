@@ -2,14 +2,14 @@
 prefix and for the whole deployment in the rate-limit storage. See docs/limits.md.
 
 - Per typed name (normalised; names without an account alike), in `login_throttles`, a
-  small state machine. Every try first makes sure the name's row exists (INSERT ... ON
-  CONFLICT DO NOTHING) and claims itself with one conditional UPDATE (`locked_until` empty
-  or past), committed *before* the password is hashed; only a try whose claim succeeded is
-  evaluated. A claim counts as a failure until the password proves right; the claim that
-  reaches LOGIN_MAX_FAILURES locks the name with a delay that doubles each time. The right
-  password resets the count and ends the lock at the moment of its verdict, with an UPDATE
-  (never a DELETE): tries that began before that moment, racing it, stay refused; any try
-  that begins after is claimed afresh. So N parallel tries in the instant a lock expires
+  small state machine. Every try claims itself with one statement that creates the name's
+  row or counts one more on it while `locked_until` is empty or past (INSERT ... ON CONFLICT
+  DO UPDATE ... WHERE), committed *before* the password is hashed; only a try whose claim
+  succeeded is evaluated. A claim counts as a failure until the password proves right; the
+  claim that reaches LOGIN_MAX_FAILURES locks the name with a delay that doubles each time.
+  The right password resets the count and ends the lock at the moment of its verdict, with
+  an UPDATE (never a DELETE): tries that began before that moment, racing it, stay refused;
+  any try that begins after is claimed afresh. So N parallel tries in the instant a lock expires
   evaluate at most one: the first claim locks again and the others find it locked
   (PostgreSQL re-reads the row after waiting on the first claim's row lock; SQLite runs
   one writer at a time), whether that first one turns out wrong or right.
@@ -31,7 +31,7 @@ from flask import current_app, has_request_context, request
 from sqlalchemy import case, literal, or_, select, update
 
 from .. import clock, counters, security
-from ..db import insert_unless_present
+from ..db import dialect_insert
 from ..errors import AuthserverError, RetryLater
 from ..extensions import db
 from .models import LoginThrottle
@@ -120,8 +120,6 @@ def claim_attempt(login: str, now: datetime) -> None:
     until it proves right (clear_failures); raise LoginThrottled while the name is locked.
     Commits, so other processes see the claim before this one starts hashing."""
     key = _key(login)
-    insert_unless_present(db.session, LoginThrottle, ["key_hash"], key_hash=key, failures=0,
-                          updated_at=now)
     failures = _bump(key, now)
     if failures is None:
         locked = db.session.scalar(select(LoginThrottle.locked_until)
@@ -138,13 +136,17 @@ def claim_attempt(login: str, now: datetime) -> None:
 
 
 def _bump(key: str, now: datetime) -> int | None:
-    """Count one more failure unless the name is locked; the new count, or None."""
-    stmt = (update(LoginThrottle)
-            .where(LoginThrottle.key_hash == key,
-                   or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now))
-            .values(failures=LoginThrottle.failures + 1, updated_at=now)
-            .returning(LoginThrottle.failures)
-            .execution_options(synchronize_session=False))
+    """Count one more failure unless the name is locked; the new count, or None. One
+    statement: the name's first try creates its row with a count of one, any later one
+    updates it only while unlocked (PostgreSQL takes the row lock and tests the condition on
+    the newest version, as an UPDATE does; SQLite runs one writer at a time)."""
+    unlocked = or_(LoginThrottle.locked_until.is_(None), LoginThrottle.locked_until <= now)
+    stmt = (dialect_insert(db.session, LoginThrottle)
+            .values(key_hash=key, failures=1, updated_at=now)
+            .on_conflict_do_update(index_elements=["key_hash"], where=unlocked,
+                                   set_={"failures": LoginThrottle.failures + 1,
+                                         "updated_at": now})
+            .returning(LoginThrottle.failures))
     return db.session.execute(stmt).scalar()
 
 
