@@ -145,32 +145,20 @@ def _slots() -> _Slots:
     return slots
 
 
-class HashSlot:
-    """A held hashing slot; release_early() gives it back before the block ends."""
-
-    def __init__(self, slots: _Slots):
-        self._slots, self.released = slots, False
-
-    def release_early(self) -> None:
-        if not self.released:
-            self.released = True
-            self._slots.release()
-
-
 @contextmanager
 def hashing_slot():
     """Hold one of this process's password-hashing slots, or raise HashingBusy at once after
     PASSWORD_HASH_WAIT_MS. Every hash and verify below takes one; a caller that must do
-    something between getting the slot and hashing (claim the attempt) takes it first."""
+    something between getting the slot and hashing (claim the attempt) takes it first, and
+    the cheap path of a sign-in holds it while it imitates a check."""
     cfg = current_app.config
     slots = _slots()
     if not slots.acquire(int(cfg["PASSWORD_HASH_WAIT_MS"]) / 1000):
         raise HashingBusy(int(cfg["PASSWORD_HASH_BUSY_RETRY_AFTER"]))
-    slot = HashSlot(slots)
     try:
-        yield slot
+        yield
     finally:
-        slot.release_early()
+        slots.release()
 
 
 def hash_password(password: str) -> str:
@@ -219,9 +207,10 @@ _VERIFY_TIME = _RecentTime()
 
 
 def imitate_verify() -> None:
-    """Take as long as a verify takes here lately, without hashing (a sleep costs no CPU and
-    holds no slot): the cheap path for names without an account once the failed-sign-in
-    budget is spent. The first call in a process times one real verify of the dummy hash."""
+    """Take as long as a verify takes here lately, without hashing (a sleep: no CPU; the
+    caller holds its slot meanwhile, as a verify would): the cheap path for names without an
+    account once the failed-sign-in budget is spent. The first call in a process times one
+    real verify of the dummy hash."""
     if _VERIFY_TIME.value is None:
         verify_password(None, secrets.token_urlsafe(12))
     time.sleep(_VERIFY_TIME.value or 0)

@@ -105,7 +105,9 @@ def authenticate(login: str, password: str) -> User:
     (HashingBusy, 503), the typed name's throttle, claimed atomically before hashing
     (LoginThrottled), then the password. Once the deployment's failed-sign-in budget is
     spent (busy answers count too), a name without an account waits for a slot like any
-    other, gives it back at once and is answered without hashing, in about the same time.
+    other and holds it while it imitates a check (as long, no CPU): answered as late as a
+    real check would be, and a flood of made-up names is held to the slots like real checks,
+    so it cannot crowd token requests out of the CPU.
     Raises LoginRejected or TemporaryPasswordExpired; commits the outcome.
     """
     now = clock.now()
@@ -117,9 +119,7 @@ def authenticate(login: str, password: str) -> User:
     temp_expired = user is not None and user.state == AccountState.FORCE_CHANGE_PASSWORD \
         and user.temp_password_expires_at is not None and now >= user.temp_password_expires_at
     cheap = user is None and throttle.budget_spent()
-    with throttle.counting_busy(), security.hashing_slot() as slot:
-        if cheap:  # the same wait for a slot as anyone, then none of its time
-            slot.release_early()
+    with throttle.counting_busy(), security.hashing_slot():
         throttle.claim_attempt(login, now)  # commits: no database connection held below
         if cheap:
             security.imitate_verify()

@@ -14,6 +14,7 @@ from datetime import timedelta
 
 import pytest
 
+from authserver import security
 from authserver.accounts.throttle import network_of
 from support import AuthActions, PASSWORD, StubHasher, assert_medians_alike, make_user
 
@@ -200,6 +201,26 @@ def test_busy_answers_spend_the_budget_too(app, stub, frozen):
     before = stub.verifies
     assert INCORRECT in login_from(app, "10.1.5.1", "ghost5", "wrong").get_data(as_text=True)
     assert stub.verifies == before  # answered without hashing
+
+
+@pytest.mark.parametrize("settings", [{**LIMITS, "RATELIMIT_LOGIN_FAILURES_GLOBAL":
+                                       "1 per hour"}], indirect=True)
+def test_the_cheap_path_holds_its_slot_as_long_as_a_check(app, stub, monkeypatch):
+    """With the budget spent, a made-up name is answered without hashing but keeps its slot
+    while it imitates the check: two at once on one slot, one is answered busy, so a flood
+    of made-up names is held to the slots like real checks."""
+    login_from(app, "10.4.0.1", "ghost0", "wrong")  # spends the budget (hashed)
+    monkeypatch.setattr(security._VERIFY_TIME, "value", 1.5)  # checks took 1.5 s lately
+    verifies = stub.verifies
+    answers = []
+    first = threading.Thread(target=lambda: answers.append(
+        login_from(app, "10.4.1.1", "ghost1", "wrong").status_code))
+    first.start()
+    time.sleep(0.3)
+    answers.append(login_from(app, "10.4.2.1", "ghost2", "wrong").status_code)
+    first.join(10)
+    assert sorted(answers) == [200, 503]
+    assert stub.verifies == verifies  # neither hashed
 
 
 # --- per address and per network ---------------------------------------------------------------
