@@ -4,6 +4,7 @@ from __future__ import annotations
 from datetime import datetime, timezone
 
 from sqlalchemy import delete, select
+from sqlalchemy.exc import OperationalError
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.types import DateTime, TypeDecorator
@@ -56,3 +57,10 @@ def dialect_insert(session, model):
     insert_fn = {"postgresql": pg_insert, "sqlite": sqlite_insert}[
         session.get_bind().dialect.name]
     return insert_fn(model)
+
+
+def unreachable(exc: OperationalError) -> str:
+    """One line for a database that could not be used at start (down, wrong address, refused
+    login): the driver's first line, which names the host and port but no password."""
+    first = str(getattr(exc, "orig", None) or exc).strip().splitlines()[0]
+    return f"the database could not be used: {first}"

@@ -11,10 +11,12 @@ from __future__ import annotations
 import logging
 
 import click
+from sqlalchemy.exc import OperationalError
 from flask.cli import FlaskGroup, ScriptInfo
 
 from ..app import create_app
 from ..config import ConfigError
+from ..db import unreachable
 
 _FLASK_ONLY = {"env_file", "app", "debug"}
 
@@ -32,6 +34,14 @@ class AuthserverGroup(FlaskGroup):
 
     def parse_args(self, ctx: click.Context, args: list[str]) -> list[str]:
         return click.Group.parse_args(self, ctx, args)
+
+    def invoke(self, ctx: click.Context):
+        """A database that cannot be reached (down, wrong URL) ends a command with one line
+        and status 1, like a refused setting, not a driver traceback."""
+        try:
+            return super().invoke(ctx)
+        except OperationalError as exc:
+            raise click.ClickException(unreachable(exc)) from None
 
     def list_commands(self, ctx: click.Context) -> list[str]:
         """As FlaskGroup's, but a refused setting (ConfigError) ends the help with its one

@@ -17,7 +17,7 @@ from authserver.extensions import db
 from authserver.mail import sender
 from authserver.schema import init_schema
 from reset_steps import ResetActions
-from support import _empty_tables, make_user
+from support import _empty_tables, free_port, make_user
 
 ROOT = Path(__file__).resolve().parents[2]
 AUTHSERVER = [sys.executable, "-c", "from authserver.cli import main; main()"]
@@ -87,6 +87,24 @@ def test_a_refused_secret_is_one_clear_line_without_a_traceback(tmp_path, entry,
     assert "Traceback" not in result.stderr + result.stdout, result.stderr
     lines = [line for line in result.stderr.splitlines() if message in line]
     assert lines == [f"Error: {message}"], result.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("entry", ["authserver init", "authserver users list", "gunicorn"])
+def test_a_database_that_cannot_be_reached_at_start_is_one_clear_line(tmp_path, entry):
+    """Nothing listens at the database's address: the command, or gunicorn's worker, ends
+    with one line naming the address (gunicorn's master stops: "App failed to load")."""
+    port = free_port()  # free: a connection is refused at once
+    result = launch(tmp_path, ENTRY_POINTS[entry],
+                    AUTHSERVER_SECRET_KEY="startup-test-secret-0123456789abcdef-0123",
+                    DATABASE_URL=f"postgresql+psycopg://postgres@127.0.0.1:{port}/x",
+                    GUNICORN_BIND="127.0.0.1:0", GUNICORN_WORKERS="1")
+    assert result.returncode != 0, result.stderr
+    assert "Traceback" not in result.stderr + result.stdout, result.stderr
+    lines = [line for line in result.stderr.splitlines() if "database could not" in line]
+    assert lines, result.stderr
+    assert all(line.startswith("Error: the database could not be used: ") and
+               f"port {port}" in line for line in lines), lines
 
 
 @pytest.mark.slow
