@@ -112,7 +112,7 @@ class Defaults:
     # answered without hashing. docs/limits.md has every limit in one table.
     RATELIMIT_LOGIN_FAILURES_ADDRESS = "20 per minute"
     RATELIMIT_LOGIN_FAILURES_PREFIX = "60 per minute"
-    RATELIMIT_LOGIN_FAILURES_GLOBAL = "120 per minute"
+    RATELIMIT_LOGIN_FAILURES_GLOBAL = "30 per minute"
     RATELIMIT_TOKEN = None  # every /token request per address: off, healthy load is not abuse
     RATELIMIT_TOKEN_AUTH_FAILURES_ADDRESS = "30 per minute"
     RATELIMIT_TOKEN_AUTH_FAILURES_CLIENT = "30 per minute"
