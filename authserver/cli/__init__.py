@@ -11,8 +11,8 @@ from __future__ import annotations
 import logging
 
 import click
-from sqlalchemy.exc import OperationalError
 from flask.cli import FlaskGroup, ScriptInfo
+from sqlalchemy.exc import OperationalError
 
 from ..app import create_app
 from ..config import ConfigError

@@ -2,7 +2,6 @@
 (authserver/memory_limits.py), and still forgets an expired count at once."""
 from __future__ import annotations
 
-import threading
 import time
 from importlib.metadata import version
 
@@ -33,27 +32,22 @@ def test_memory_uri_gives_the_swept_storage(settings):
 
 def test_many_hits_on_many_keys_start_one_sweeping_thread():
     storage = storage_from_string("memory://")
-    started = []
-    real_start = threading.Thread.start
-
-    def counting_start(self):
-        started.append(self)
-        return real_start(self)
-
-    threading.Thread.start = counting_start
-    try:
-        limiter = FixedWindowRateLimiter(storage)
-        item = parse("5 per minute")
-        deadline = time.monotonic() + 0.3  # 30 sweeps' worth of time for the old 10 ms timer
-        hits = 0
-        while time.monotonic() < deadline:
-            limiter.hit(item, f"10.0.{hits // 250}.{hits % 250}")
-            hits += 1
-    finally:
-        threading.Thread.start = real_start
+    limiter = FixedWindowRateLimiter(storage)
+    item = parse("5 per minute")
+    cancelled_at_start = storage.timer  # upstream's own 10 ms timer, stopped in __init__
+    timers = set()
+    deadline = time.monotonic() + 0.3  # 30 sweeps' worth of time for the old 10 ms timer
+    hits = 0
+    while time.monotonic() < deadline:
+        limiter.hit(item, f"10.0.{hits // 250}.{hits % 250}")
+        timers.add(storage.timer)  # the sweep this storage has scheduled
+        hits += 1
     assert hits > 100
-    assert len(started) == 1
-    assert started[0].daemon
+    assert not cancelled_at_start.is_alive()
+    timers.discard(cancelled_at_start)
+    assert len(timers) == 1
+    (timer,) = timers
+    assert timer.is_alive() and timer.daemon
 
 
 def test_an_expired_count_is_forgotten_when_read_and_swept_later(monkeypatch):
