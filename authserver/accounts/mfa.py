@@ -47,6 +47,7 @@ def reauthenticate(user: User, bs: BrowserSession | None, password: str | None) 
         raise services.LoginRejected("Your current password is not right.") from exc
     except services.LoginRejected as exc:
         raise services.LoginRejected("Your current password is not right.") from exc
+    db.session.commit()  # the check's outcome (its failure count cleared)
 
 
 def _changed(user: User, change: str, **fields) -> None:

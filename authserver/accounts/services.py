@@ -108,7 +108,10 @@ def authenticate(login: str, password: str) -> User:
     other and holds it while it imitates a check (as long, no CPU): answered as late as a
     real check would be, and a flood of made-up names is held to the slots like real checks,
     so it cannot crowd token requests out of the CPU.
-    Raises LoginRejected or TemporaryPasswordExpired; commits the outcome.
+    Raises LoginRejected or TemporaryPasswordExpired, and commits a failure. A success
+    (the name's count cleared, a re-made hash) is left in the session's transaction for the
+    caller to commit with what follows: login_flow.begin commits it with the sign-in's next
+    step or browser session, one commit instead of two.
     """
     now = clock.now()
     throttle.check_source()
@@ -138,7 +141,6 @@ def authenticate(login: str, password: str) -> User:
         security_event("login_temp_password_expired", user_id=user.id)
         db.session.commit()
         raise TemporaryPasswordExpired("Incorrect user name or password.")
-    db.session.commit()
     return user
 
 

@@ -90,6 +90,19 @@ def test_disabled_account_with_the_right_password_is_told_it_is_inactive(app, cl
     assert not signed_in(client)
 
 
+def test_the_right_password_on_an_account_state_page_is_never_counted_as_a_failure(
+        app, client, auth):
+    """Each try claims a failure before hashing and clears it once the password proves right.
+    The inactive and reset pages end the sign-in without opening a session: the cleared count
+    must still be committed there, or the owner pressing *Sign in* a few times would lock
+    their own name (five failures) and see "too many attempts" instead of their page."""
+    make_user(app, "dan", state="disabled")
+    make_user(app, "rita", state="reset_required")
+    for _ in range(app.config["LOGIN_MAX_FAILURES"] + 2):
+        assert "inactive" in auth.login("dan").get_data(as_text=True)
+        assert "/forgot-password/confirm" in auth.login("rita").get_data(as_text=True)
+
+
 def test_disabled_account_with_a_wrong_password_gets_the_generic_message(app, client, auth):
     make_user(app, "dan", state="disabled")
     resp = auth.login("dan", "wrong password")

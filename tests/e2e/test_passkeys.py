@@ -171,6 +171,21 @@ def test_adding_and_removing_need_the_password_after_five_minutes(app, client, f
     assert resp.status_code == 303 and passkeys_of(app, uid) == []
 
 
+def test_the_right_current_password_asked_again_and_again_never_locks_the_name(
+        app, client, frozen):
+    """Removing a passkey that is already gone, with the right password, stores nothing;
+    the check's cleared failure count is committed anyway, or the owner would lock their own
+    name after five tries and be told to wait."""
+    make_user(app)
+    login(client)
+    frozen.tick(301)
+    for _ in range(app.config["LOGIN_MAX_FAILURES"] + 2):
+        resp = post_form(client, "/account/passkeys/12345/remove", "/account/passkeys",
+                         password=PASSWORD)
+        assert resp.status_code == 404, resp.get_data(as_text=True)
+    assert login(client).status_code == 303
+
+
 def test_someone_elses_passkey_cannot_be_removed(app, client):
     uid, _ = user_with_passkey(app, "bob")
     make_user(app, "alice")
