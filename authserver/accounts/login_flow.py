@@ -15,7 +15,6 @@ from __future__ import annotations
 from flask import flash, g, redirect, render_template, request, session, url_for
 
 from .. import security
-from ..extensions import db
 from . import services, signin
 from .models import BrowserSession, User
 
@@ -67,17 +66,16 @@ def begin(user: User, amr: list[str], done: tuple[str, ...] = ("pwd",),
     """A first factor is verified: the response for whatever the sign-in needs next.
 
     `done`: the steps the factor satisfied; `next_url`: the pending request it carried
-    (an upstream trip keeps its own), else the one this browser remembered. Commits on every
-    path, with it what the factor's check left pending (services.authenticate)."""
+    (an upstream trip keeps its own), else the one this browser remembered. What the factor's
+    check left pending (services.authenticate) is committed with the next step's record, the
+    browser session, or, on a state's own page, by signin.begin."""
     earlier = signin.find(session.get(SIGN_IN_KEY))
     if earlier is not None:  # a browser has one sign-in in progress: the new one replaces it
         signin.mark_ended(earlier.id, "replaced")
     raw, decision = signin.begin(user, amr, next_url or session.get("next"), done)
     if raw:
         session[SIGN_IN_KEY] = raw
-    response = respond(decision)
-    db.session.commit()  # the state's own page commits nothing else
-    return response
+    return respond(decision)
 
 
 def resume(step: str):

@@ -104,13 +104,17 @@ def begin(user: User, amr: list[str], next_url: str | None,
 
     `done` names the steps the first factor satisfied (a password: "pwd"; a passkey with
     user verification would add "mfa"). Returns (the raw id for the cookie or None, the
-    decision). Commits.
+    decision). Commits what the caller's transaction holds (the password check's outcome, an
+    earlier sign-in ended), except on "finish": opening the browser session
+    (services.start_session) commits it then, one commit for the whole sign-in.
     """
     now = clock.now()
     next_url = security.safe_next(next_url)
     done = list(done)
     step = next_step(user, done)
     if step not in STEPS:  # nothing to ask: finish at once, or the state's own page
+        if step != "finish":
+            db.session.commit()
         return None, Next(step, user, tuple(amr), next_url)
     raw = security.random_token(32)
     db.session.add(SignIn(id_hash=_hash(raw), user_id=user.id, step=step, done=done,
