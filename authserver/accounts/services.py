@@ -110,8 +110,8 @@ def authenticate(login: str, password: str) -> User:
     so it cannot crowd token requests out of the CPU.
     Raises LoginRejected or TemporaryPasswordExpired, and commits a failure. A success
     (the name's count cleared, a re-made hash) is left in the session's transaction for the
-    caller to commit with what follows: login_flow.begin commits it with the sign-in's next
-    step or browser session, one commit instead of two.
+    caller to commit with what follows (login_flow.begin: the next step's record or the state's
+    page in signin.begin, else the browser session in start_session), one commit, not two.
     """
     now = clock.now()
     throttle.check_source()
