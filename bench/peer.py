@@ -17,7 +17,11 @@ favours none. Reported per workload and server: req/s (checked responses only), 
 CPU per request (from /proc: gunicorn master and workers, plus PostgreSQL's backends for
 Authserver; the node process), and after the run RSS per worker; then Authserver ÷ node and
 Authserver ÷ floor. `--tree` measures another checkout (e.g. `git archive main | tar -x`)
-with this script, for a before/after pair. Results: bench/results/peer-*.json and .md.
+with this script, for a before/after pair. `--granian` also serves Authserver and the floor
+under granian (a WSGI server in Rust: `.venv/bin/pip install granian`; 2 workers × 16
+blocking threads, like the gunicorn file) in the same interleaved rounds, to show what the
+serving stack costs; it is a measurement, not a supported way to run Authserver. Results:
+bench/results/peer-*.json and .md.
 """
 from __future__ import annotations
 
@@ -42,6 +46,7 @@ NODE_DIR = h.BENCH_DIR / "node"
 NODE_BIN = NODE_DIR / "node_modules" / ".bin" / "node"
 WORKLOADS = ("client_credentials", "refresh_token", "discovery", "jwks")
 SERVERS = ("node", "authserver", "floor")
+GRANIAN = ("authserver-granian", "floor-granian")  # with --granian
 CC_CHECK = 'return status == 200 and string.find(body, "access_token", 1, true) ~= nil'
 
 
@@ -95,6 +100,56 @@ class NodePeer:
         self._log.close()
 
 
+class GranianServer:
+    """`granian --interface wsgi APP` with as many workers as the gunicorn file and its
+    threads, started by us; stop() signals only its PID (it stops its own workers)."""
+
+    def __init__(self, name: str, app: str, chdir: Path, env: dict, workdir: Path):
+        binary = h.VENV_BIN / "granian"
+        if not binary.exists():
+            raise SystemExit("--granian needs granian: .venv/bin/pip install granian")
+        self.name, self.port = name, h.free_port()
+        self.base = f"http://127.0.0.1:{self.port}"
+        workers = env.get("GUNICORN_WORKERS") or str(len(os.sched_getaffinity(0)))
+        threads = env.get("GUNICORN_THREADS") or "16"
+        self._log = open(workdir / f"{name}.log", "ab")
+        self.proc = subprocess.Popen(
+            [str(binary), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
+             "--workers", workers, "--blocking-threads", threads, "--no-ws",
+             "--working-dir", str(chdir), app],
+            env=env, stdout=self._log, stderr=self._log, start_new_session=True)
+        self.cpu = h.CpuMeter(self.pids)
+
+    def wait_ready(self) -> None:
+        srv = h.Server.__new__(h.Server)  # reuse its polling loop on our process
+        srv.name, srv.base, srv.proc, srv.logfile = self.name, self.base, self.proc, Path(
+            self._log.name)
+        srv.wait_ready("/healthz")
+
+    def pids(self) -> list[int]:
+        found, todo = [], [self.proc.pid]
+        while todo:  # the master, its workers, and anything they started
+            pid = todo.pop()
+            found.append(pid)
+            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
+                                 capture_output=True, text=True).stdout
+            todo += [int(p) for p in out.split()]
+        return found
+
+    def worker_pids(self) -> list[int]:
+        return self.pids()[1:]
+
+    def stop(self) -> None:
+        if self.proc.poll() is None:
+            self.proc.send_signal(signal.SIGINT)
+            try:
+                self.proc.wait(15)
+            except subprocess.TimeoutExpired:
+                self.proc.kill()
+                self.proc.wait(5)
+        self._log.close()
+
+
 def scenarios(stack: run.Stack) -> dict[str, dict[str, h.WrkScenario]]:
     """workload -> server -> what wrk sends; refresh chains get their tokens per run."""
     own = run.token_scenarios(stack, [])
@@ -102,7 +157,7 @@ def scenarios(stack: run.Stack) -> dict[str, dict[str, h.WrkScenario]]:
     floor_token = h.WrkScenario("POST", "/token", h.FORM, "grant_type=client_credentials",
                                 check_lua=CC_CHECK)
     hello = h.WrkScenario("GET", "/hello")
-    return {
+    found = {
         "client_credentials": {"authserver": cc, "node": cc, "floor": floor_token},
         "refresh_token": {"authserver": own["refresh_token"], "node": own["refresh_token"],
                           "floor": floor_token},
@@ -110,6 +165,10 @@ def scenarios(stack: run.Stack) -> dict[str, dict[str, h.WrkScenario]]:
         "jwks": {"authserver": own["jwks"], "node": h.WrkScenario("GET", "/jwks"),
                  "floor": hello},
     }
+    for by_server in found.values():  # under granian: the same requests
+        by_server["authserver-granian"] = by_server["authserver"]
+        by_server["floor-granian"] = by_server["floor"]
+    return found
 
 
 def rss_kib(pids: list[int]) -> list[int]:
@@ -128,7 +187,7 @@ def run_db(db: str, args) -> dict:
     settings = h.GunicornSettings(conf=args.conf)
     workdir = Path(tempfile.mkdtemp(prefix=f"authserver-peer-{db}-"))
     stack = run.Stack(db, settings, h.free_port(), workdir)
-    peer = None
+    peer, granian = None, {}
     try:
         h.log(f"{db}: seeding Authserver ({args.label}: {h.ROOT})")
         stack.seed(0)
@@ -137,14 +196,29 @@ def run_db(db: str, args) -> dict:
         peer.wait_ready()
         bases = {"authserver": stack.base, "node": peer.base, "floor": stack.floor.base}
         meters = {"authserver": stack.app_cpu, "node": peer.cpu, "floor": stack.floor_cpu}
+        servers = SERVERS
+        if args.granian:
+            granian = {"authserver-granian": GranianServer(
+                           "authserver-granian", "wsgi:app", h.ROOT, stack.server_env, workdir),
+                       "floor-granian": GranianServer(
+                           "floor-granian", "floor_app:app", h.BENCH_DIR, dict(os.environ),
+                           workdir)}
+            for name, srv in granian.items():
+                srv.wait_ready()
+                bases[name] = srv.base
+                backends = stack.db_pids if name == "authserver-granian" else None
+                meters[name] = h.CpuMeter(
+                    lambda srv=srv, backends=backends: srv.pids() + (backends() if backends
+                                                                      else []))
+            servers = SERVERS + GRANIAN
         scens = scenarios(stack)
         samples: dict[tuple[str, str], list[h.Result]] = {}
         for rnd in range(args.rounds + 1):  # round 0 warms every server up, unrecorded
-            order = SERVERS if rnd % 2 else SERVERS[::-1]
+            order = servers if rnd % 2 else servers[::-1]
             for workload in WORKLOADS:
                 for server in order:
                     scen = scens[workload][server]
-                    if workload == "refresh_token" and server != "floor":
+                    if workload == "refresh_token" and not server.startswith("floor"):
                         scen.per_thread = fresh_chains(server, stack, peer, args.connections)
                     seconds = 1 if rnd == 0 else args.duration
                     result, _ = h.run_wrk(f"{workload}-{server}", bases[server], scen, seconds,
@@ -156,9 +230,13 @@ def run_db(db: str, args) -> dict:
                               f" p99 {result.p99_ms:6.1f} ms bad {result.bad}")
         rss = {"authserver": rss_kib(stack.app.worker_pids()), "node": rss_kib(peer.pids()),
                "floor": rss_kib(stack.floor.worker_pids())}
+        for name, srv in granian.items():
+            rss[name] = rss_kib(srv.worker_pids())
         return {"db": db, "label": args.label, "tree": str(h.ROOT), "rss_kib": rss,
                 "rows": summarise(samples)}
     finally:
+        for srv in granian.values():
+            srv.stop()
         if peer is not None:
             peer.stop()
         stack.stop()
@@ -166,6 +244,8 @@ def run_db(db: str, args) -> dict:
 
 
 def fresh_chains(server: str, stack: run.Stack, peer: NodePeer, n: int) -> list[str]:
+    """Refresh tokens of new families; Authserver's, under either server, come from the code
+    flow through gunicorn (both read the same database)."""
     if server == "node":
         return peer.refresh_tokens(n)
     return [tok["refresh_token"] for tok, _ in run.make_families(stack, n)]
@@ -205,12 +285,38 @@ def table(reports: list[dict]) -> str:
                 f"{n['p99_ms']:.1f} / {a['p99_ms']:.1f} | {ratio(a['p99_ms'], n['p99_ms'])} | "
                 f"{n['cpu_ms_per_req']} / {a['cpu_ms_per_req']} / {f['cpu_ms_per_req']} | "
                 f"{n['bad']} / {a['bad']} |")
+    lines += granian_table(reports)
     lines.append("")
     for rep in reports:
         mib = {k: [round(v / 1024, 1) for v in vals] for k, vals in rep["rss_kib"].items()}
         lines.append(f"- {rep['db']} ({rep['label']}): RSS per worker after the run, MiB: "
-                     f"Authserver {mib['authserver']}, node {mib['node']}, floor {mib['floor']}")
+                     + ", ".join(f"{k} {v}" for k, v in mib.items()))
     return "\n".join(lines)
+
+
+def granian_table(reports: list[dict]) -> list[str]:
+    """With --granian: the same workloads with Authserver and the floor under granian."""
+    lines = ["", "Under granian (WSGI, same workers and threads) instead of gunicorn:", "",
+             "| db | workload | Authserver req/s gunicorn / granian | ÷ node gunicorn / granian "
+             "| floor ÷ node gunicorn / granian | p99 ÷ node granian "
+             "| CPU ms/req Authserver gunicorn / granian, floor gunicorn / granian |",
+             "|---|---|---|---|---|---|---|"]
+    rows = 0
+    for rep in reports:
+        by = {(r["workload"], r["server"]): r for r in rep["rows"]}
+        for workload in WORKLOADS:
+            n, a, f, ag, fg = (by.get((workload, s)) for s in SERVERS + GRANIAN)
+            if not (n and a and f and ag and fg and n["rps"]):
+                continue
+            rows += 1
+            lines.append(
+                f"| {rep['db']} | {workload} | {a['rps']:.0f} / {ag['rps']:.0f} "
+                f"| {a['rps'] / n['rps']:.2f}x / {ag['rps'] / n['rps']:.2f}x "
+                f"| {f['rps'] / n['rps']:.2f}x / {fg['rps'] / n['rps']:.2f}x "
+                f"| {ag['p99_ms'] / n['p99_ms']:.2f}x "
+                f"| {a['cpu_ms_per_req']} / {ag['cpu_ms_per_req']}, "
+                f"{f['cpu_ms_per_req']} / {fg['cpu_ms_per_req']} |")
+    return lines if rows else []
 
 
 def main() -> int:
@@ -222,6 +328,8 @@ def main() -> int:
     parser.add_argument("--tree", type=Path, default=h.ROOT,
                         help="the Authserver checkout to measure (its wsgi.py, its package)")
     parser.add_argument("--label", default="this tree")
+    parser.add_argument("--granian", action="store_true",
+                        help="also Authserver and the floor under granian (pip install granian)")
     args = parser.parse_args()
     signal.signal(signal.SIGTERM, lambda *_: sys.exit(143))  # run the cleanups on kill
     tree = args.tree.resolve()
