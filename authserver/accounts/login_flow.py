@@ -71,7 +71,9 @@ def begin(user: User, amr: list[str], done: tuple[str, ...] = ("pwd",),
     browser session, or, on a state's own page, by signin.begin."""
     earlier = signin.find(session.get(SIGN_IN_KEY))
     if earlier is not None:  # a browser has one sign-in in progress: the new one replaces it
-        signin.mark_ended(earlier.id, "replaced")
+        # Committed on its own (rare: a browser mid sign-in): one transaction never holds the
+        # sign-in's row and then the account's, the reverse of an administrator's disable.
+        signin.end(earlier, "replaced")
     raw, decision = signin.begin(user, amr, next_url or session.get("next"), done)
     if raw:
         session[SIGN_IN_KEY] = raw
