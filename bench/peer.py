@@ -57,28 +57,24 @@ def ensure_node() -> None:
         subprocess.run(["npm", "install", "--no-audit", "--no-fund"], cwd=NODE_DIR, check=True)
 
 
-class NodePeer:
-    """`node peer.mjs PORT CONFIG` started by us; stop() signals only its PID."""
+class NodePeer(h.Server):
+    """`node peer.mjs PORT CONFIG` started by us; h.Server's wait_ready, pids and stop (which
+    signals only its PID)."""
 
     def __init__(self, stack: run.Stack, workdir: Path):
-        self.port = h.free_port()
+        self.name, self.port = "node", h.free_port()
         self.base = f"http://127.0.0.1:{self.port}"
         config = workdir / "peer.json"
         config.write_text(json.dumps({
             "cc_client_id": stack.cc["client_id"], "cc_client_secret": stack.cc["client_secret"],
             "rp_client_id": stack.rp["client_id"], "rp_client_secret": stack.rp["client_secret"],
             "redirect_uri": h.REDIRECT_URI}))
-        self._log = open(workdir / "node.log", "ab")
+        self.logfile = workdir / "node.log"
+        self._log = open(self.logfile, "ab")
         self.proc = subprocess.Popen([str(NODE_BIN), "peer.mjs", str(self.port), str(config)],
                                      cwd=NODE_DIR, env={**os.environ, "NODE_ENV": "production"},
                                      stdout=self._log, stderr=self._log, start_new_session=True)
-        self.cpu = h.CpuMeter(lambda: [self.proc.pid])
-
-    def wait_ready(self) -> None:
-        srv = h.Server.__new__(h.Server)  # reuse its polling loop on our process
-        srv.name, srv.base, srv.proc, srv.logfile = "node", self.base, self.proc, Path(
-            self._log.name)
-        srv.wait_ready("/.well-known/openid-configuration")
+        self.cpu = h.CpuMeter(self.pids)
 
     def refresh_tokens(self, n: int) -> list[str]:
         status, _, body = h.request("GET", f"{self.base}/__bench/refresh-tokens?n={n}")
@@ -86,23 +82,11 @@ class NodePeer:
             raise RuntimeError(f"peer refused to mint refresh tokens: {body[:300]!r}")
         return json.loads(body)
 
-    def pids(self) -> list[int]:
-        return [self.proc.pid]
 
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGTERM)
-            try:
-                self.proc.wait(10)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
-
-
-class GranianServer:
+class GranianServer(h.Server):
     """`granian --interface wsgi APP` with as many workers as the gunicorn file and its
-    threads, started by us; stop() signals only its PID (it stops its own workers)."""
+    threads, started by us; h.Server's wait_ready, pids and stop (granian's master stops its
+    own workers on SIGTERM)."""
 
     def __init__(self, name: str, app: str, chdir: Path, env: dict, workdir: Path):
         binary = h.VENV_BIN / "granian"
@@ -112,42 +96,13 @@ class GranianServer:
         self.base = f"http://127.0.0.1:{self.port}"
         workers = env.get("GUNICORN_WORKERS") or str(len(os.sched_getaffinity(0)))
         threads = env.get("GUNICORN_THREADS") or "16"
-        self._log = open(workdir / f"{name}.log", "ab")
+        self.logfile = workdir / f"{name}.log"
+        self._log = open(self.logfile, "ab")
         self.proc = subprocess.Popen(
             [str(binary), "--interface", "wsgi", "--host", "127.0.0.1", "--port", str(self.port),
              "--workers", workers, "--blocking-threads", threads, "--no-ws",
              "--working-dir", str(chdir), app],
             env=env, stdout=self._log, stderr=self._log, start_new_session=True)
-        self.cpu = h.CpuMeter(self.pids)
-
-    def wait_ready(self) -> None:
-        srv = h.Server.__new__(h.Server)  # reuse its polling loop on our process
-        srv.name, srv.base, srv.proc, srv.logfile = self.name, self.base, self.proc, Path(
-            self._log.name)
-        srv.wait_ready("/healthz")
-
-    def pids(self) -> list[int]:
-        found, todo = [], [self.proc.pid]
-        while todo:  # the master, its workers, and anything they started
-            pid = todo.pop()
-            found.append(pid)
-            out = subprocess.run(["ps", "-o", "pid=", "--ppid", str(pid)],
-                                 capture_output=True, text=True).stdout
-            todo += [int(p) for p in out.split()]
-        return found
-
-    def worker_pids(self) -> list[int]:
-        return self.pids()[1:]
-
-    def stop(self) -> None:
-        if self.proc.poll() is None:
-            self.proc.send_signal(signal.SIGINT)
-            try:
-                self.proc.wait(15)
-            except subprocess.TimeoutExpired:
-                self.proc.kill()
-                self.proc.wait(5)
-        self._log.close()
 
 
 def scenarios(stack: run.Stack) -> dict[str, dict[str, h.WrkScenario]]:
@@ -193,7 +148,7 @@ def run_db(db: str, args) -> dict:
         stack.seed(0)
         stack.start()
         peer = NodePeer(stack, workdir)
-        peer.wait_ready()
+        peer.wait_ready("/.well-known/openid-configuration")
         bases = {"authserver": stack.base, "node": peer.base, "floor": stack.floor.base}
         meters = {"authserver": stack.app_cpu, "node": peer.cpu, "floor": stack.floor_cpu}
         servers = SERVERS
