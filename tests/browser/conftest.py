@@ -61,6 +61,22 @@ def pytest_runtest_makereport(item, call):
     outcome = yield
     report = outcome.get_result()
     setattr(item, f"rep_{report.when}", report)
+    if report.when == "call" and report.failed:
+        report.sections.extend(_pages_said(item))
+
+
+def _pages_said(item) -> list[tuple[str, str]]:
+    """What the test's open pages show, for the failure report: CI keeps the log, not the
+    screenshots."""
+    page = item.funcargs.get("page")
+    sections = []
+    for i, pg in enumerate(page.context.pages if page is not None else []):
+        try:
+            text = " ".join(pg.locator("body").inner_text(timeout=2000).split())
+        except Exception as exc:  # noqa: BLE001 (a closed page must not hide the real failure)
+            text = f"(not readable: {exc.__class__.__name__})"
+        sections.append((f"page {i} at failure", f"{pg.url}\n{text[:800]}"))
+    return sections
 
 
 # --- the browser -------------------------------------------------------------------------------

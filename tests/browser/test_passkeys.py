@@ -38,14 +38,33 @@ def presence(cdp, authenticator_id, enabled: bool) -> None:
              {"authenticatorId": authenticator_id, "enabled": enabled})
 
 
-def press_passkey_button(page, cdp, auth_id, open_login) -> None:
-    """Open the login page with the autofill offer left waiting (no presence yet), then press
-    *Sign in with a passkey*, which cancels the offer and asks for the passkey itself."""
+LOGIN_OPTIONS = re.compile(r".*/login/passkey/options$")
+
+
+def open_login_with_offer_waiting(page, cdp, auth_id, open_login) -> None:
+    """Open the login page with its autofill offer left waiting: no presence, as if the user
+    had not picked the passkey."""
     presence(cdp, auth_id, False)
-    with page.expect_response(re.compile(r".*/login/passkey/options$")):
+    with page.expect_response(LOGIN_OPTIONS):
         open_login()
-    page.wait_for_timeout(300)  # the offer reaches the authenticator, which waits
-    presence(cdp, auth_id, True)
+
+
+def answer_the_next_offer(page, cdp, auth_id) -> None:
+    """Presence comes back only when the next passkey request asks for its options, so only
+    that request is answered. Turning it on at a moment of the test's choosing would race the
+    waiting offer, which can reach the authenticator late and be answered instead."""
+    def present_then_continue(route):
+        presence(cdp, auth_id, True)
+        route.continue_()
+
+    page.route(LOGIN_OPTIONS, present_then_continue, times=1)
+
+
+def press_passkey_button(page, cdp, auth_id, open_login) -> None:
+    """Open the login page with the autofill offer left waiting, then press *Sign in with a
+    passkey*, which cancels the offer and asks for the passkey itself."""
+    open_login_with_offer_waiting(page, cdp, auth_id, open_login)
+    answer_the_next_offer(page, cdp, auth_id)
     page.get_by_role("button", name="Sign in with a passkey").click()
 
 
@@ -103,12 +122,9 @@ def test_autofill_signs_in_after_the_page_re_renders(page, issuer, alice):
     cdp, auth_id = virtual_authenticator(page)
     add_passkey(page, issuer, "Phone")
     sign_out(page, issuer)
-    presence(cdp, auth_id, False)  # the first page's offer waits, unanswered
-    with page.expect_response(re.compile(r".*/login/passkey/options$")):
-        page.goto(f"{issuer.url}/login")
+    open_login_with_offer_waiting(page, cdp, auth_id, lambda: page.goto(f"{issuer.url}/login"))
     assert field(page, "username").get_attribute("autocomplete") == "username webauthn"
-    page.wait_for_timeout(300)
-    presence(cdp, auth_id, True)  # the re-rendered page's offer is answered at once
+    answer_the_next_offer(page, cdp, auth_id)  # the re-rendered page's, the first page gone
     sign_in(page, username, "not the password")
     page.wait_for_url(f"{issuer.url}/account")  # from the re-rendered page, by autofill
 
