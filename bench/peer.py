@@ -161,10 +161,8 @@ def run_db(db: str, args) -> dict:
             for name, srv in granian.items():
                 srv.wait_ready()
                 bases[name] = srv.base
-                backends = stack.db_pids if name == "authserver-granian" else None
-                meters[name] = h.CpuMeter(
-                    lambda srv=srv, backends=backends: srv.pids() + (backends() if backends
-                                                                      else []))
+                meters[name] = (stack.cpu_with_database(srv) if name == "authserver-granian"
+                                else h.CpuMeter(srv.pids))
             servers = SERVERS + GRANIAN
         scens = scenarios(stack)
         samples: dict[tuple[str, str], list[h.Result]] = {}

@@ -128,9 +128,12 @@ class Stack:
         self.floor.wait_ready()
         self.app.wait_ready()
         self.db_pids = h.PgBackends(PG_DB) if self.db == "postgres" else None
-        self.app_cpu = h.CpuMeter(lambda: self.app.pids() + (self.db_pids() if self.db_pids
-                                                               else []))
+        self.app_cpu = self.cpu_with_database(self.app)
         self.floor_cpu = h.CpuMeter(self.floor.pids)
+
+    def cpu_with_database(self, server: h.Server) -> h.CpuMeter:
+        """The CPU of an Authserver `server` and, on PostgreSQL, of the backends serving it."""
+        return h.CpuMeter(lambda: server.pids() + (self.db_pids() if self.db_pids else []))
 
     def stop(self) -> None:
         for server in (self.app, self.floor):
